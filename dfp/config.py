@@ -1,0 +1,164 @@
+"""Settings read from environment variables, each with a documented default.
+
+Every server and the CLI build their settings here and nowhere else, so that one variable means the
+same thing everywhere. The table in the README lists them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def shared_dir() -> pathlib.Path:
+    """The folder of shared test data and weights (DFP_SHARED_DIR, default ../shared of the repo)."""
+    default = pathlib.Path(__file__).resolve().parent.parent.parent / "shared"
+    return pathlib.Path(_env("DFP_SHARED_DIR", str(default)))
+
+
+def cache_dir() -> pathlib.Path:
+    """Where downloaded and exported models are kept (DFP_CACHE_DIR, default ~/.cache/dfp)."""
+    return pathlib.Path(_env("DFP_CACHE_DIR", str(pathlib.Path.home() / ".cache" / "dfp")))
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageSettings:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    secure: bool
+    bucket_prefix: str
+    region: str
+
+    @classmethod
+    def from_env(cls) -> "StorageSettings":
+        return cls(
+            endpoint=_env("DFP_S3_ENDPOINT", "127.0.0.1:9000"),
+            access_key=_env("DFP_S3_ACCESS_KEY", ""),
+            secret_key=_env("DFP_S3_SECRET_KEY", ""),
+            secure=_env_bool("DFP_S3_SECURE", False),
+            bucket_prefix=_env("DFP_BUCKET_PREFIX", "dfp"),
+            region=_env("DFP_S3_REGION", "us-east-1"),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitSettings:
+    max_upload_bytes: int
+    max_inline_image_bytes: int
+    max_image_pixels: int
+    max_video_seconds: float
+    max_video_pixels: int
+    default_retention_days: float
+    max_retention_days: float
+
+    @classmethod
+    def from_env(cls) -> "LimitSettings":
+        return cls(
+            max_upload_bytes=_env_int("DFP_MAX_UPLOAD_BYTES", 512 * 1024 * 1024),
+            max_inline_image_bytes=_env_int("DFP_MAX_INLINE_IMAGE_BYTES", 4 * 1024 * 1024),
+            max_image_pixels=_env_int("DFP_MAX_IMAGE_PIXELS", 50_000_000),
+            max_video_seconds=_env_float("DFP_MAX_VIDEO_SECONDS", 600.0),
+            max_video_pixels=_env_int("DFP_MAX_VIDEO_PIXELS", 3840 * 2160),
+            default_retention_days=_env_float("DFP_DEFAULT_RETENTION_DAYS", 30.0),
+            max_retention_days=_env_float("DFP_MAX_RETENTION_DAYS", 365.0),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewaySettings:
+    listen: str
+    detector_target: str
+    default_detector: str
+    default_team: str
+    detector_timeout_s: float
+    job_workers: int
+    job_lease_s: float
+    job_poll_s: float
+    storage: StorageSettings
+    limits: LimitSettings
+
+    @classmethod
+    def from_env(cls) -> "GatewaySettings":
+        return cls(
+            listen=_env("DFP_GATEWAY_LISTEN", "127.0.0.1:50051"),
+            detector_target=_env("DFP_DETECTOR_TARGET", "127.0.0.1:8500"),
+            default_detector=_env("DFP_DEFAULT_DETECTOR", "meso4"),
+            default_team=_env("DFP_DEFAULT_TEAM", "default"),
+            detector_timeout_s=_env_float("DFP_DETECTOR_TIMEOUT_S", 30.0),
+            job_workers=_env_int("DFP_JOB_WORKERS", 2),
+            job_lease_s=_env_float("DFP_JOB_LEASE_S", 30.0),
+            job_poll_s=_env_float("DFP_JOB_POLL_S", 0.5),
+            storage=StorageSettings.from_env(),
+            limits=LimitSettings.from_env(),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelServerSettings:
+    listen: str
+    model_base_path: pathlib.Path
+    poll_wait_s: float
+    max_batch_size: int
+    batch_timeout_micros: int
+    num_batch_threads: int
+
+    @classmethod
+    def from_env(cls) -> "ModelServerSettings":
+        return cls(
+            listen=_env("DFP_MODEL_SERVER_LISTEN", "127.0.0.1:8500"),
+            model_base_path=pathlib.Path(_env("DFP_MODEL_BASE_PATH", str(cache_dir() / "serving"))),
+            poll_wait_s=_env_float("DFP_MODEL_POLL_WAIT_S", 2.0),
+            max_batch_size=_env_int("DFP_MAX_BATCH_SIZE", 32),
+            batch_timeout_micros=_env_int("DFP_BATCH_TIMEOUT_MICROS", 2000),
+            num_batch_threads=_env_int("DFP_NUM_BATCH_THREADS", 2),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientSettings:
+    gateway: str
+    timeout_s: float
+
+    @classmethod
+    def from_env(cls) -> "ClientSettings":
+        return cls(
+            gateway=_env("DFP_GATEWAY", "127.0.0.1:50051"),
+            timeout_s=_env_float("DFP_TIMEOUT_S", 60.0),
+        )

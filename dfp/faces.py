@@ -1,0 +1,159 @@
+"""Faces: find them, crop them, and resize crops to a model's input.
+
+`resize_to_model_input` is the one resize used on every path that feeds a detector (offline scoring,
+the gateway, training), so a face crop reaches the model identically whichever way it came.
+Face finding uses MTCNN from facenet-pytorch, whose weights ship inside its wheel (no download).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+from PIL import Image
+
+# MesoNet's input side; detectors with another input size pass theirs.
+MODEL_INPUT_SIZE = 256
+# The crop is the face box grown by this fraction of its side on every side: MesoNet was trained on
+# crops that include the face's outline, not only the inner face.
+DEFAULT_MARGIN = 0.3
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+    """A face found in an image: box (x_min, y_min, x_max, y_max) in pixels, detector confidence."""
+
+    box: tuple[float, float, float, float]
+    confidence: float
+    landmarks: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def side(self) -> float:
+        return min(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
+
+def resize_to_model_input(rgb: np.ndarray, size: int = MODEL_INPUT_SIZE) -> np.ndarray:
+    """RGB uint8 HxWx3 -> float32 size x size x 3 in [0, 1].
+
+    An input that already has the model's size goes in untouched (only scaled by 1/255, as MesoNet's
+    training did); any other is resized with bilinear filtering over the whole image.
+    """
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected RGB uint8 HxWx3, got {rgb.dtype} {rgb.shape}")
+    if rgb.shape[:2] != (size, size):
+        rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
+    return rgb.astype(np.float32) / 255.0
+
+
+def crop_face(rgb: np.ndarray, box: tuple[float, float, float, float], margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """A square crop around `box`, grown by `margin`, shifted to stay inside the image where it fits."""
+    height, width = rgb.shape[:2]
+    x_min, y_min, x_max, y_max = box
+    side = max(x_max - x_min, y_max - y_min) * (1.0 + 2.0 * margin)
+    side = max(1, min(int(round(side)), width, height))
+    center_x, center_y = (x_min + x_max) / 2.0, (y_min + y_max) / 2.0
+    left = int(round(center_x - side / 2.0))
+    top = int(round(center_y - side / 2.0))
+    left = min(max(left, 0), width - side)
+    top = min(max(top, 0), height - side)
+    return rgb[top : top + side, left : left + side]
+
+
+class FaceDetector:
+    """MTCNN face detection on RGB uint8 images; thread-safe."""
+
+    def __init__(self, min_face_size: int = 20, device: str = "cpu"):
+        from facenet_pytorch import MTCNN
+
+        self._mtcnn = MTCNN(keep_all=True, select_largest=False, min_face_size=min_face_size, device=device)
+        self._lock = threading.Lock()
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        return self.detect_batch([rgb])[0]
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """Faces per image, most confident first. Images of the same size go through MTCNN together."""
+        results: list[list[Face] | None] = [None] * len(images)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(index)
+        for indices in by_shape.values():
+            batch = np.stack([images[i] for i in indices])
+            with self._lock:
+                boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
+            for slot, index in enumerate(indices):
+                results[index] = _faces_from_mtcnn(boxes[slot], probs[slot], points[slot])
+        return [faces or [] for faces in results]
+
+
+def _faces_from_mtcnn(boxes, probs, points) -> list[Face]:
+    if boxes is None:
+        return []
+    # facenet-pytorch returns object arrays under numpy 2; cast before use.
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    probs = np.asarray(probs, dtype=np.float32).reshape(-1)
+    points = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2)
+    faces = [
+        Face(
+            box=tuple(float(v) for v in box),
+            confidence=float(prob),
+            landmarks=tuple((float(x), float(y)) for x, y in landmark),
+        )
+        for box, prob, landmark in zip(boxes, probs, points)
+    ]
+    return sorted(faces, key=lambda face: face.confidence, reverse=True)
+
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    x_min, y_min = max(a[0], b[0]), max(a[1], b[1])
+    x_max, y_max = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x_max - x_min) * max(0.0, y_max - y_min)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class FaceTracker:
+    """Links faces across sampled frames into tracks by box overlap (greedy, highest IoU first).
+
+    A track is kept for `max_gap` sampled frames without a match, so a missed detection does not
+    split one person into two tracks.
+    """
+
+    def __init__(self, min_iou: float = 0.3, max_gap: int = 5):
+        self._min_iou = min_iou
+        self._max_gap = max_gap
+        self._tracks: dict[int, tuple[tuple[float, float, float, float], int]] = {}
+        self._next_id = 1
+        self._step = 0
+
+    def update(self, faces: list[Face]) -> list[int]:
+        """Track ids, from 1, for the faces of the next sampled frame, in the order given."""
+        self._step += 1
+        live = {
+            track_id: box
+            for track_id, (box, last_seen) in self._tracks.items()
+            if self._step - last_seen <= self._max_gap
+        }
+        pairs = sorted(
+            ((iou(box, face.box), track_id, index) for track_id, box in live.items() for index, face in enumerate(faces)),
+            reverse=True,
+        )
+        assigned: dict[int, int] = {}
+        used_tracks: set[int] = set()
+        for overlap, track_id, index in pairs:
+            if overlap < self._min_iou:
+                break
+            if index in assigned or track_id in used_tracks:
+                continue
+            assigned[index] = track_id
+            used_tracks.add(track_id)
+        ids = []
+        for index, face in enumerate(faces):
+            track_id = assigned.get(index)
+            if track_id is None:
+                track_id = self._next_id
+                self._next_id += 1
+            self._tracks[track_id] = (face.box, self._step)
+            ids.append(track_id)
+        return ids

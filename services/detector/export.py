@@ -1,0 +1,68 @@
+"""Exports a detector to a SavedModel in the layout TensorFlow Serving reads.
+
+Layout: `<base>/<model>/<version>/` with a `serving_default` signature taking `image` float32
+[N, side, side, 3] in [0, 1] and returning `fake_probability` float32 [N]. MesoNet's sigmoid means
+"real", so the signature returns 1 minus it: every consumer downstream speaks probability of fake.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+SIGNATURE = "serving_default"
+INPUT_NAME = "image"
+OUTPUT_NAME = "fake_probability"
+
+
+def export_saved_model(model: keras.Model, out_dir: str | os.PathLike) -> pathlib.Path:
+    """Writes `model` as a SavedModel at `out_dir` (which must not exist), atomically.
+
+    The directory appears complete or not at all (written beside it, then renamed), so a model
+    server polling the base path never loads half a version.
+    """
+    out_dir = pathlib.Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir} already exists; versions are immutable")
+    side = model.input_shape[1]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(image):
+        real_probability = model(image, training=False)
+        return {OUTPUT_NAME: 1.0 - tf.reshape(real_probability, [-1])}
+
+    archive.add_endpoint(
+        name=SIGNATURE,
+        fn=serve,
+        input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32, name=INPUT_NAME)],
+    )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        archive.write_out(str(staging / "model"), verbose=False)
+        os.rename(staging / "model", out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def versions(model_dir: str | os.PathLike) -> list[int]:
+    """The version numbers present under `<base>/<model>`, ascending (TF Serving's rule: numeric names)."""
+    model_dir = pathlib.Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def export_version(model: keras.Model, base_path: str | os.PathLike, name: str, version: int | None = None) -> pathlib.Path:
+    """Exports `model` as `<base>/<name>/<version>`; without `version`, one past the newest present."""
+    model_dir = pathlib.Path(base_path) / name
+    if version is None:
+        version = (versions(model_dir) or [0])[-1] + 1
+    return export_saved_model(model, model_dir / str(version))

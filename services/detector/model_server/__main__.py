@@ -1,0 +1,77 @@
+"""Runs the TensorFlow Serving API model server: `python -m services.detector.model_server`.
+
+Flags follow tensorflow_model_server's names where they exist. Each `--model NAME` is served from
+`<model_base_path>/NAME`; without any, every model directory under the base path is served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from dfp.config import ModelServerSettings
+from dfp.grpc_util import Server
+from services.detector.model_server.servables import BatchingParameters, ServableManager
+from services.detector.model_server.servicer import ModelServicer, PredictionServicer
+
+
+def build_server(
+    listen: str,
+    models: dict[str, pathlib.Path],
+    batching: BatchingParameters | None,
+    poll_wait_s: float,
+) -> tuple[Server, ServableManager]:
+    manager = ServableManager(models, batching, poll_wait_s)
+    server = Server(
+        listen,
+        [
+            (
+                prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server,
+                PredictionServicer(manager),
+                "tensorflow.serving.PredictionService",
+            ),
+            (
+                model_service_pb2_grpc.add_ModelServiceServicer_to_server,
+                ModelServicer(manager),
+                "tensorflow.serving.ModelService",
+            ),
+        ],
+        max_workers=64,
+    )
+    return server, manager
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = ModelServerSettings.from_env()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--listen", default=settings.listen, help="host:port (DFP_MODEL_SERVER_LISTEN)")
+    parser.add_argument("--model_base_path", type=pathlib.Path, default=settings.model_base_path)
+    parser.add_argument("--model", action="append", default=[], help="model name to serve; repeatable")
+    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=settings.poll_wait_s)
+    parser.add_argument("--enable_batching", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--max_batch_size", type=int, default=settings.max_batch_size)
+    parser.add_argument("--batch_timeout_micros", type=int, default=settings.batch_timeout_micros)
+    parser.add_argument("--num_batch_threads", type=int, default=settings.num_batch_threads)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    names = args.model
+    if not names and args.model_base_path.is_dir():
+        names = sorted(p.name for p in args.model_base_path.iterdir() if p.is_dir())
+    models = {name: args.model_base_path / name for name in names}
+    batching = None
+    if args.enable_batching:
+        batching = BatchingParameters(args.max_batch_size, args.batch_timeout_micros, args.num_batch_threads)
+    server, manager = build_server(args.listen, models, batching, args.file_system_poll_wait_seconds)
+    manager.start()
+    server.start()
+    logging.getLogger(__name__).info("serving %s on port %d", sorted(models), server.port)
+    server.wait_for_termination()
+    manager.stop()
+
+
+if __name__ == "__main__":
+    main()

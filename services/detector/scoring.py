@@ -1,0 +1,125 @@
+"""Scores face crops with a detector, in-process: the pipeline that every path shares.
+
+`Detector` wraps either Keras weights (.h5) or an exported SavedModel and answers probability of fake
+for a batch of model-ready crops. `score_image` turns one RGB image into face scores, cropping faces
+or not; the offline CLI, the benchmarks and tests call it, and the gateway follows the same steps with
+the model behind TensorFlow Serving's API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+import numpy as np
+
+from dfp import faces as faces_lib
+from services.detector import archs
+from services.detector.weights import load_h5_weights
+
+# Which architecture a published weight file belongs to, by file name prefix.
+_ARCH_BY_PREFIX = (("mesoinception", "mesoinception4"), ("meso4", "meso4"))
+
+
+def arch_for_weights(path: str | os.PathLike) -> str | None:
+    stem = pathlib.Path(path).name.lower()
+    for prefix, arch in _ARCH_BY_PREFIX:
+        if stem.startswith(prefix):
+            return arch
+    return None
+
+
+class Detector:
+    """A detector model in process: `fake_probability(batch)` for float32 [N, side, side, 3] in [0, 1]."""
+
+    def __init__(self, predict, input_size: int, description: str):
+        self._predict = predict
+        self.input_size = input_size
+        self.description = description
+
+    @classmethod
+    def from_h5(cls, path: str | os.PathLike, arch: str | None = None) -> "Detector":
+        arch = arch or arch_for_weights(path)
+        if arch is None:
+            raise ValueError(f"cannot tell the architecture of {path}; pass --arch")
+        model = archs.build(arch)
+        load_h5_weights(model, path)
+
+        def predict(batch: np.ndarray) -> np.ndarray:
+            real = model(batch, training=False).numpy().reshape(-1)
+            return (1.0 - real.astype(np.float64)).astype(np.float32)
+
+        return cls(predict, model.input_shape[1], f"{arch}:{pathlib.Path(path).name}")
+
+    @classmethod
+    def from_saved_model(cls, path: str | os.PathLike) -> "Detector":
+        import tensorflow as tf
+
+        from services.detector.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE
+
+        loaded = tf.saved_model.load(str(path))
+        signature = loaded.signatures[SIGNATURE]
+        side = int(signature.structured_input_signature[1][INPUT_NAME].shape[1])
+
+        def predict(batch: np.ndarray) -> np.ndarray:
+            return signature(**{INPUT_NAME: tf.constant(batch)})[OUTPUT_NAME].numpy()
+
+        return cls(predict, side, f"savedmodel:{path}")
+
+    @classmethod
+    def load(cls, weights: str | os.PathLike, arch: str | None = None) -> "Detector":
+        if pathlib.Path(weights).is_dir():
+            return cls.from_saved_model(weights)
+        return cls.from_h5(weights, arch)
+
+    def fake_probability(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        if len(batch) == 0:
+            return np.zeros((0,), np.float32)
+        return np.concatenate([self._predict(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceResult:
+    box: tuple[float, float, float, float]
+    detection_confidence: float
+    fake_probability: float
+
+
+def crops_for_image(
+    rgb: np.ndarray,
+    input_size: int,
+    face_detector: faces_lib.FaceDetector | None,
+    min_face_size: int = 40,
+    min_confidence: float = 0.9,
+) -> tuple[list[faces_lib.Face], np.ndarray]:
+    """Faces and their model-ready crops [N, side, side, 3]; without a face detector, the whole image."""
+    if face_detector is None:
+        height, width = rgb.shape[:2]
+        whole = faces_lib.Face(box=(0.0, 0.0, float(width), float(height)), confidence=1.0)
+        return [whole], faces_lib.resize_to_model_input(rgb, input_size)[None]
+    return crops_for_faces(rgb, face_detector.detect(rgb), input_size, min_face_size, min_confidence)
+
+
+def crops_for_faces(
+    rgb: np.ndarray,
+    found: list[faces_lib.Face],
+    input_size: int,
+    min_face_size: int = 40,
+    min_confidence: float = 0.9,
+) -> tuple[list[faces_lib.Face], np.ndarray]:
+    kept = [f for f in found if f.side >= min_face_size and f.confidence >= min_confidence]
+    if not kept:
+        return [], np.zeros((0, input_size, input_size, 3), np.float32)
+    crops = np.stack([faces_lib.resize_to_model_input(faces_lib.crop_face(rgb, f.box), input_size) for f in kept])
+    return kept, crops
+
+
+def score_image(
+    rgb: np.ndarray,
+    detector: Detector,
+    face_detector: faces_lib.FaceDetector | None,
+) -> list[FaceResult]:
+    found, crops = crops_for_image(rgb, detector.input_size, face_detector)
+    probabilities = detector.fake_probability(crops)
+    return [FaceResult(f.box, f.confidence, float(p)) for f, p in zip(found, probabilities)]

@@ -1,0 +1,77 @@
+"""Loads Keras-2 style HDF5 weight files into the detector architectures, by layer name, strictly.
+
+The published MesoNet files hold weights only (no model config): a group per layer with its weight
+arrays, and the full layer list in the `layer_names` attribute. Keras's own by-name loading skips
+names it does not find without a word, leaving random weights behind; this loader refuses instead:
+every stored weighted layer must fill a model layer of the same shapes, every weighted model layer
+must be filled, and the stored layer list (the architecture the weights were trained with) must match
+the model's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import h5py
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class WeightMismatch(ValueError):
+    """The weight file does not fit the architecture."""
+
+
+def _decode(names) -> list[str]:
+    return [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in names]
+
+
+def read_h5_weights(path: str | os.PathLike) -> tuple[list[str], dict[str, list[np.ndarray]]]:
+    """Returns the stored layer list and {layer name: [arrays in stored order]} for weighted layers."""
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in group.attrs:
+            raise WeightMismatch(f"{path}: not a Keras HDF5 weight file (no layer_names attribute)")
+        layer_names = _decode(group.attrs["layer_names"])
+        weights = {}
+        for name in layer_names:
+            weight_names = _decode(group[name].attrs.get("weight_names", []))
+            if weight_names:
+                weights[name] = [np.asarray(group[name][w]) for w in weight_names]
+    return layer_names, weights
+
+
+def load_h5_weights(model, path: str | os.PathLike) -> None:
+    """Fills `model` from a Keras HDF5 weight file; raises WeightMismatch listing every difference."""
+    stored_layers, stored = read_h5_weights(path)
+    model_layers = {layer.name: layer for layer in model.layers}
+    weighted = {name for name, layer in model_layers.items() if layer.weights}
+    problems = []
+    missing = sorted(weighted - stored.keys())
+    unexpected = sorted(stored.keys() - weighted)
+    if missing:
+        problems.append(f"model layers with no stored weights: {missing}")
+    if unexpected:
+        problems.append(f"stored layers the model lacks: {unexpected}")
+    input_names = {layer.name for layer in model.layers if type(layer).__name__ == "InputLayer"}
+    stored_structure = [name for name in stored_layers if not name.startswith("input_")]
+    model_structure = [name for name in model_layers if name not in input_names]
+    if sorted(stored_structure) != sorted(model_structure):
+        only_stored = sorted(set(stored_structure) - set(model_structure))
+        only_model = sorted(set(model_structure) - set(stored_structure))
+        problems.append(
+            f"architecture differs from the one the weights were trained with: "
+            f"stored only {only_stored}, model only {only_model}"
+        )
+    for name in sorted(weighted & stored.keys()):
+        expected = [tuple(w.shape) for w in model_layers[name].weights]
+        found = [tuple(a.shape) for a in stored[name]]
+        if expected != found:
+            problems.append(f"layer {name}: model shapes {expected}, stored {found}")
+    if problems:
+        for problem in problems:
+            log.error("%s: %s", path, problem)
+        raise WeightMismatch(f"{path} does not fit {model.name}: " + "; ".join(problems))
+    for name in weighted:
+        model_layers[name].set_weights(stored[name])

@@ -8,10 +8,18 @@ Face finding uses MTCNN from facenet-pytorch, whose weights ship inside its whee
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 
 import numpy as np
 from PIL import Image
+
+if "tensorflow" in sys.modules and "triton" not in sys.modules:
+    # torchvision.ops imports triton, whose LLVM clashes with TensorFlow's when TensorFlow is loaded
+    # first: the process dies with a segmentation fault. Import dfp.faces before TensorFlow.
+    raise ImportError("dfp.faces must be imported before tensorflow (torch/triton after TF crashes)")
+
+from facenet_pytorch import MTCNN  # noqa: E402  (after the guard above, on purpose)
 
 # MesoNet's input side; detectors with another input size pass theirs.
 MODEL_INPUT_SIZE = 256
@@ -60,12 +68,31 @@ def crop_face(rgb: np.ndarray, box: tuple[float, float, float, float], margin: f
     return rgb[top : top + side, left : left + side]
 
 
+def face_crops(
+    rgb: np.ndarray,
+    found: list[Face],
+    input_size: int = MODEL_INPUT_SIZE,
+    min_face_size: int = 40,
+    min_confidence: float = 0.9,
+) -> tuple[list[Face], np.ndarray]:
+    """The faces that pass the size and confidence floors, and their model-ready crops [N, s, s, 3]."""
+    kept = [f for f in found if f.side >= min_face_size and f.confidence >= min_confidence]
+    if not kept:
+        return [], np.zeros((0, input_size, input_size, 3), np.float32)
+    return kept, np.stack([resize_to_model_input(crop_face(rgb, f.box), input_size) for f in kept])
+
+
+def whole_image_as_face(rgb: np.ndarray, input_size: int = MODEL_INPUT_SIZE) -> tuple[list[Face], np.ndarray]:
+    """The whole image as the one face crop, for inputs that already are face crops."""
+    height, width = rgb.shape[:2]
+    whole = Face(box=(0.0, 0.0, float(width), float(height)), confidence=1.0)
+    return [whole], resize_to_model_input(rgb, input_size)[None]
+
+
 class FaceDetector:
     """MTCNN face detection on RGB uint8 images; thread-safe."""
 
     def __init__(self, min_face_size: int = 20, device: str = "cpu"):
-        from facenet_pytorch import MTCNN
-
         self._mtcnn = MTCNN(keep_all=True, select_largest=False, min_face_size=min_face_size, device=device)
         self._lock = threading.Lock()
 

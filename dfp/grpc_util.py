@@ -71,7 +71,10 @@ class Server:
         self._health.enter_graceful_shutdown()
         self._server.stop(self._grace_s).wait()
 
-    def wait_for_termination(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: threading.Thread(target=self.stop, daemon=True).start())
-        self._server.wait_for_termination()
+
+def wait_for_signal() -> None:
+    """Blocks until SIGTERM or SIGINT: the point where a server's main starts draining."""
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()

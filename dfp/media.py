@@ -143,8 +143,7 @@ def probe_video(path: str | os.PathLike, max_seconds: float, max_pixels: int) ->
             raise InvalidMedia("video has no decodable frame") from None
         except av.error.FFmpegError as exc:
             raise InvalidMedia(f"video is corrupt or truncated: {exc}") from None
-        format_name = container.format.name.split(",")[0]
-        content_type = _VIDEO_CONTENT_TYPES.get(format_name, "video/" + format_name)
+        content_type = _video_content_type(container)
         return MediaInfo(
             VIDEO,
             content_type,
@@ -155,6 +154,14 @@ def probe_video(path: str | os.PathLike, max_seconds: float, max_pixels: int) ->
             frame_count=frame_count,
             has_audio=bool(container.streams.audio),
         )
+
+
+def _video_content_type(container) -> str:
+    # FFmpeg names one demuxer for MOV and MP4 ("mov,mp4,m4a,..."); the ftyp brand tells them apart.
+    names = container.format.name.split(",")
+    if "mp4" in names:
+        return "video/quicktime" if container.metadata.get("major_brand", "").strip() == "qt" else "video/mp4"
+    return _VIDEO_CONTENT_TYPES.get(names[0], "video/" + names[0])
 
 
 def _video_duration(container, stream) -> float:

@@ -90,29 +90,11 @@ def crops_for_image(
     rgb: np.ndarray,
     input_size: int,
     face_detector: faces_lib.FaceDetector | None,
-    min_face_size: int = 40,
-    min_confidence: float = 0.9,
 ) -> tuple[list[faces_lib.Face], np.ndarray]:
     """Faces and their model-ready crops [N, side, side, 3]; without a face detector, the whole image."""
     if face_detector is None:
-        height, width = rgb.shape[:2]
-        whole = faces_lib.Face(box=(0.0, 0.0, float(width), float(height)), confidence=1.0)
-        return [whole], faces_lib.resize_to_model_input(rgb, input_size)[None]
-    return crops_for_faces(rgb, face_detector.detect(rgb), input_size, min_face_size, min_confidence)
-
-
-def crops_for_faces(
-    rgb: np.ndarray,
-    found: list[faces_lib.Face],
-    input_size: int,
-    min_face_size: int = 40,
-    min_confidence: float = 0.9,
-) -> tuple[list[faces_lib.Face], np.ndarray]:
-    kept = [f for f in found if f.side >= min_face_size and f.confidence >= min_confidence]
-    if not kept:
-        return [], np.zeros((0, input_size, input_size, 3), np.float32)
-    crops = np.stack([faces_lib.resize_to_model_input(faces_lib.crop_face(rgb, f.box), input_size) for f in kept])
-    return kept, crops
+        return faces_lib.whole_image_as_face(rgb, input_size)
+    return faces_lib.face_crops(rgb, face_detector.detect(rgb), input_size)
 
 
 def score_image(

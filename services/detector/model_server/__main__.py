@@ -13,7 +13,7 @@ import pathlib
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from dfp.config import ModelServerSettings
-from dfp.grpc_util import Server
+from dfp.grpc_util import Server, wait_for_signal
 from services.detector.model_server.servables import BatchingParameters, ServableManager
 from services.detector.model_server.servicer import ModelServicer, PredictionServicer
 
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     manager.start()
     server.start()
     logging.getLogger(__name__).info("serving %s on port %d", sorted(models), server.port)
-    server.wait_for_termination()
+    wait_for_signal()
+    server.stop()
     manager.stop()
 
 

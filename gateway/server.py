@@ -1,0 +1,86 @@
+"""Assembles the gateway: object store, media, jobs, detection, and the gRPC server around them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from google.longrunning import operations_pb2_grpc
+
+from dfp.config import GatewaySettings
+from dfp.faces import FaceDetector
+from dfp.grpc_util import Server
+from dfp.storage import ObjectStore
+from dfp.v1 import detection_pb2_grpc, jobs_pb2_grpc, media_pb2_grpc
+from gateway.detection import DetectionPipeline
+from gateway.detection_servicer import DETECT_VIDEO, DetectionServicer, detect_video_job
+from gateway.detector_client import DetectorClient
+from gateway.jobs import JobRunner, JobStore
+from gateway.media_servicer import MediaServicer
+from gateway.media_store import MediaStore
+from gateway.operations_servicer import JobServicer, OperationsServicer
+from gateway.tenancy import TeamResolver
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 600.0
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings):
+        self.settings = settings
+        self.store = ObjectStore(settings.storage)
+        self.store.ensure_buckets()
+        team_of = TeamResolver(settings.default_team)
+        self.media = MediaStore(self.store, settings.limits)
+        self.jobs = JobStore(self.store)
+        self.detector = DetectorClient(settings.detector_target, settings.detector_timeout_s)
+        pipeline = DetectionPipeline(self.detector, FaceDetector())
+        self.runner = JobRunner(
+            self.jobs,
+            {DETECT_VIDEO: detect_video_job(pipeline, self.media, self.store, settings.default_detector)},
+            workers=settings.job_workers,
+            lease_s=settings.job_lease_s,
+            poll_s=settings.job_poll_s,
+        )
+        self.server = Server(
+            settings.listen,
+            [
+                (media_pb2_grpc.add_MediaServiceServicer_to_server, MediaServicer(self.media, team_of), "dfp.v1.MediaService"),
+                (
+                    detection_pb2_grpc.add_DetectionServiceServicer_to_server,
+                    DetectionServicer(pipeline, self.media, self.jobs, self.runner, settings.limits,
+                                      settings.default_detector, team_of),
+                    "dfp.v1.DetectionService",
+                ),
+                (operations_pb2_grpc.add_OperationsServicer_to_server, OperationsServicer(self.jobs, team_of),
+                 "google.longrunning.Operations"),
+                (jobs_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(self.jobs, team_of), "dfp.v1.JobService"),
+            ],
+        )
+        self._stop = threading.Event()
+        self._sweeper = threading.Thread(target=self._sweep_loop, name="media-sweeper", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def start(self) -> None:
+        self.server.start()
+        self.runner.start()
+        self._sweeper.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.stop()
+        self.runner.stop()
+        self.detector.close()
+
+    def _sweep_loop(self) -> None:
+        while not self._stop.wait(SWEEP_INTERVAL_S):
+            try:
+                removed = self.media.sweep()
+                if removed:
+                    log.info("sweeper removed %d expired or orphaned media objects", removed)
+            except Exception:
+                log.exception("media sweep failed")

@@ -76,6 +76,8 @@ def _open_image(source: bytes | str | os.PathLike, max_pixels: int) -> Image.Ima
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         image = Image.open(stream, formats=list(_IMAGE_FORMATS))
+    except FileNotFoundError:
+        raise InvalidMedia(f"no such file: {source}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidMedia(f"not a readable image (JPEG, PNG, WebP or BMP): {exc}") from None
     width, height = image.size

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from collections import Counter
 
 import h5py
 import numpy as np
@@ -25,6 +27,10 @@ class WeightMismatch(ValueError):
 
 def _decode(names) -> list[str]:
     return [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in names]
+
+
+def _kind(layer_name: str) -> str:
+    return re.sub(r"_\d+$", "", layer_name)
 
 
 def read_h5_weights(path: str | os.PathLike) -> tuple[list[str], dict[str, list[np.ndarray]]]:
@@ -54,15 +60,16 @@ def load_h5_weights(model, path: str | os.PathLike) -> None:
         problems.append(f"model layers with no stored weights: {missing}")
     if unexpected:
         problems.append(f"stored layers the model lacks: {unexpected}")
+    # Layers without weights (pooling, dropout, activations) are numbered by the Keras session that
+    # saved the file, so their numbers differ between files; their kinds and counts must match.
     input_names = {layer.name for layer in model.layers if type(layer).__name__ == "InputLayer"}
-    stored_structure = [name for name in stored_layers if not name.startswith("input_")]
-    model_structure = [name for name in model_layers if name not in input_names]
-    if sorted(stored_structure) != sorted(model_structure):
-        only_stored = sorted(set(stored_structure) - set(model_structure))
-        only_model = sorted(set(model_structure) - set(stored_structure))
+    stored_kinds = Counter(_kind(name) for name in stored_layers if not name.startswith("input_"))
+    model_kinds = Counter(_kind(name) for name in model_layers if name not in input_names)
+    if stored_kinds != model_kinds:
         problems.append(
-            f"architecture differs from the one the weights were trained with: "
-            f"stored only {only_stored}, model only {only_model}"
+            "architecture differs from the one the weights were trained with: "
+            f"stored only {sorted((stored_kinds - model_kinds).elements())}, "
+            f"model only {sorted((model_kinds - stored_kinds).elements())}"
         )
     for name in sorted(weighted & stored.keys()):
         expected = [tuple(w.shape) for w in model_layers[name].weights]

@@ -1,0 +1,37 @@
+# Set-up, tests and the demo. Everything installs into .venv from the pinned constraints.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export DFP_SHARED_DIR ?= $(abspath ../shared)
+
+.PHONY: install protos test demo bench client-wheel clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt -e '.[server,dev]'
+	# facenet-pytorch declares an old torch; its code and MTCNN weights work with the pinned one.
+	$(PIP) install -q --no-deps facenet-pytorch==2.6.0
+	touch $@
+
+protos: install
+	$(PY) scripts/gen_protos.py
+
+test: install protos
+	$(PY) -m pytest -q
+
+demo: install protos
+	$(PY) scripts/demo.py
+
+bench: install protos
+	$(PY) bench/detect_throughput.py
+
+# A wheel of the client and CLI (with the generated stubs) for other teams.
+client-wheel: protos
+	$(PY) -m pip wheel --no-deps -w dist .
+
+clean:
+	rm -rf $(VENV) .build dfp/v1 dfp/enhancer dist

@@ -1,0 +1,1 @@
+"""The `dfp` command line: top-level verbs call the gateway; `detector` and `models` work offline."""

@@ -1,0 +1,114 @@
+"""The platform on one machine: S3 server, detector model server and gateway as local processes.
+
+Used by `make demo`, the integration tests and the benchmarks, so all three run the real servers the
+same way. Each process gets free ports on 127.0.0.1 and its logs in the stack's folder; `stop`
+ends them all (also when start fails half-way).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from dfp.local_s3 import LocalS3, free_port
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def wait_healthy(target: str, service: str = "", timeout_s: float = 120.0, process: subprocess.Popen | None = None,
+                 log: pathlib.Path | None = None) -> None:
+    """Waits until the gRPC health service at `target` answers SERVING for `service`."""
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                tail = log.read_text()[-2000:] if log and log.exists() else ""
+                raise RuntimeError(f"{target}: process exited with {process.returncode}\n{tail}")
+            try:
+                response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.3)
+    raise TimeoutError(f"{target} not healthy after {timeout_s:.0f} s; see {log}")
+
+
+class LocalStack:
+    def __init__(self, workdir: pathlib.Path, model_base_path: pathlib.Path, extra_env: dict[str, str] | None = None):
+        self.workdir = pathlib.Path(workdir)
+        self.model_base_path = pathlib.Path(model_base_path)
+        self.extra_env = dict(extra_env or {})
+        self.s3 = LocalS3(self.workdir / "s3")
+        self.model_server_target = f"127.0.0.1:{free_port()}"
+        self.gateway_target = f"127.0.0.1:{free_port()}"
+        self._processes: dict[str, subprocess.Popen] = {}
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            **self.s3.env(),
+            "DFP_MODEL_SERVER_LISTEN": self.model_server_target,
+            "DFP_MODEL_BASE_PATH": str(self.model_base_path),
+            "DFP_MODEL_POLL_WAIT_S": "0.5",
+            "DFP_GATEWAY_LISTEN": self.gateway_target,
+            "DFP_DETECTOR_TARGET": self.model_server_target,
+            "DFP_GATEWAY": self.gateway_target,
+            "PYTHONPATH": str(REPO),
+            **self.extra_env,
+        }
+
+    def log_path(self, name: str) -> pathlib.Path:
+        return self.workdir / f"{name}.log"
+
+    def start_process(self, name: str, module: str, target: str, service: str) -> None:
+        log = open(self.log_path(name), "ab")
+        process = subprocess.Popen([sys.executable, "-m", module], env=self.env(), cwd=REPO, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self._processes[name] = process
+        wait_healthy(target, service, process=process, log=self.log_path(name))
+
+    def start(self) -> "LocalStack":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.s3.start()
+            self.start_process("model_server", "services.detector.model_server", self.model_server_target,
+                               "tensorflow.serving.PredictionService")
+            self.start_gateway()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_gateway(self) -> None:
+        self.start_process("gateway", "gateway", self.gateway_target, "dfp.v1.DetectionService")
+
+    def stop_process(self, name: str, timeout_s: float = 20.0) -> None:
+        process = self._processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop(self) -> None:
+        for name in list(self._processes)[::-1]:
+            self.stop_process(name)
+        self.s3.stop()
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,61 @@
+"""Shared fixtures: the shared data folder, exported models, and the real servers.
+
+The servers are real processes on 127.0.0.1 (SeaweedFS, the model server, the gateway), started once
+per session and stopped at the end.
+"""
+
+import pathlib
+
+import dfp.faces  # noqa: F401  torch's vision stack must load before TensorFlow (see dfp.faces)
+import pytest
+
+from dfp import config
+from dfp.devstack import LocalStack
+from dfp.local_s3 import LocalS3
+
+
+@pytest.fixture(scope="session")
+def shared() -> pathlib.Path:
+    root = config.shared_dir()
+    assert (root / "data").is_dir(), f"shared data folder not found at {root}; set DFP_SHARED_DIR"
+    return root / "data"
+
+
+@pytest.fixture(scope="session")
+def mesonet_dir(shared) -> pathlib.Path:
+    return shared / "weights" / "mesonet"
+
+
+@pytest.fixture(scope="session")
+def model_base_path(tmp_path_factory, mesonet_dir) -> pathlib.Path:
+    """A TF Serving base path with meso4 and mesoinception4, version 1, from the published weights."""
+    from services.detector import archs
+    from services.detector.export import export_version
+    from services.detector.weights import load_h5_weights
+
+    base = tmp_path_factory.mktemp("serving")
+    for arch, filename in (("meso4", "Meso4_DF.h5"), ("mesoinception4", "MesoInception_DF.h5")):
+        model = archs.build(arch)
+        load_h5_weights(model, mesonet_dir / filename)
+        export_version(model, base, arch, 1)
+    return base
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    with LocalS3(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, model_base_path):
+    with LocalStack(tmp_path_factory.mktemp("stack"), model_base_path) as running:
+        yield running
+
+
+@pytest.fixture()
+def client(stack):
+    from dfp.client import Client
+
+    with Client(stack.gateway_target, timeout_s=120) as c:
+        yield c

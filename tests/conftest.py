@@ -47,9 +47,17 @@ def s3(tmp_path_factory):
         yield server
 
 
+# Limits small enough to test with small files; a short lease so a crashed gateway's jobs move on fast.
+STACK_ENV = {
+    "DFP_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
+    "DFP_MAX_INLINE_IMAGE_BYTES": str(1024 * 1024),
+    "DFP_JOB_LEASE_S": "3",
+}
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, model_base_path):
-    with LocalStack(tmp_path_factory.mktemp("stack"), model_base_path) as running:
+    with LocalStack(tmp_path_factory.mktemp("stack"), model_base_path, STACK_ENV) as running:
         yield running
 
 

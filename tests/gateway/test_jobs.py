@@ -1,0 +1,123 @@
+"""Jobs live in the real object store: leases, restarts, cancellation, several workers."""
+
+import threading
+import time
+
+import pytest
+from google.rpc import code_pb2
+
+from dfp.config import StorageSettings
+from dfp.storage import ObjectStore, PreconditionFailed
+from dfp.v1 import detection_pb2, jobs_pb2
+from gateway.jobs import JobKind, JobRunner, JobStore
+
+
+@pytest.fixture()
+def store(s3):
+    settings = StorageSettings(s3.endpoint, s3.access_key, s3.secret_key, False, f"t{time.monotonic_ns() % 10**8}", "us-east-1")
+    object_store = ObjectStore(settings)
+    object_store.ensure_buckets()
+    return object_store
+
+
+def request():
+    return detection_pb2.DetectVideoRequest(media="media/abcdefghijklmnopqrstuvwxyz")
+
+
+def test_conditional_writes_let_only_one_writer_win(store):
+    etag = store.put_conditional("jobs", "k.json", b"{}")
+    with pytest.raises(PreconditionFailed):
+        store.put_conditional("jobs", "k.json", b"{}")
+    store.put_conditional("jobs", "k.json", b'{"a": 1}', if_match=etag)
+    with pytest.raises(PreconditionFailed):
+        store.put_conditional("jobs", "k.json", b'{"b": 1}', if_match=etag)
+
+
+def test_a_job_runs_exactly_once_with_several_workers(store):
+    jobs = JobStore(store)
+    runs = []
+    lock = threading.Lock()
+
+    def run(context):
+        with lock:
+            runs.append(context.name)
+        time.sleep(0.3)
+        return detection_pb2.DetectVideoResponse(frames_sampled=7)
+
+    kinds = {"detect_video": JobKind(detection_pb2.DetectVideoRequest, run)}
+    runners = [JobRunner(jobs, kinds, workers=2, lease_s=10, poll_s=0.05) for _ in range(3)]
+    created = [jobs.create("team-a", "detect_video", request(), target="media/x") for _ in range(4)]
+    for runner in runners:
+        runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(jobs.get("team-a", j.name).get_operation().done for j in created):
+            time.sleep(0.1)
+    finally:
+        for runner in runners:
+            runner.stop()
+    assert sorted(runs) == sorted(j.name for j in created)
+    for job in created:
+        record = jobs.get("team-a", job.name)
+        operation = record.get_operation()
+        assert operation.done and operation.HasField("response") and not operation.HasField("error")
+        assert record.metadata().state == jobs_pb2.SUCCEEDED
+    assert jobs.pending() == []
+
+
+def test_a_job_whose_worker_died_is_taken_over_after_its_lease(store):
+    jobs = JobStore(store)
+    job = jobs.create("team-a", "detect_video", request(), target="media/x")
+    assert jobs.try_claim("team-a", job.id, "dead-gateway", lease_s=0.5) is not None
+    assert jobs.try_claim("team-a", job.id, "other", lease_s=10) is None, "lease still held"
+    time.sleep(0.6)
+    kinds = {"detect_video": JobKind(detection_pb2.DetectVideoRequest, lambda c: detection_pb2.DetectVideoResponse())}
+    runner = JobRunner(jobs, kinds, workers=1, lease_s=10, poll_s=0.05)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not jobs.get("team-a", job.name).get_operation().done:
+            time.sleep(0.1)
+    finally:
+        runner.stop()
+    record = jobs.get("team-a", job.name)
+    assert record.get_operation().done
+    assert record.metadata().attempt == 2
+
+
+def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(store):
+    jobs = JobStore(store)
+    started = threading.Event()
+
+    def run(context):
+        started.set()
+        for i in range(200):
+            context.progress(i, 200, force=True)
+            time.sleep(0.05)
+        return detection_pb2.DetectVideoResponse()
+
+    queued = jobs.create("team-a", "detect_video", request(), target="media/x")
+    jobs.cancel("team-a", queued.name)
+    assert jobs.get("team-a", queued.name).metadata().state == jobs_pb2.CANCELLED
+
+    running = jobs.create("team-a", "detect_video", request(), target="media/x")
+    runner = JobRunner(jobs, {"detect_video": JobKind(detection_pb2.DetectVideoRequest, run)}, workers=1, lease_s=10,
+                       poll_s=0.05)
+    runner.start()
+    try:
+        assert started.wait(20)
+        jobs.cancel("team-a", running.name)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not jobs.get("team-a", running.name).get_operation().done:
+            time.sleep(0.1)
+    finally:
+        runner.stop()
+    operation = jobs.get("team-a", running.name).get_operation()
+    assert operation.done and operation.error.code == code_pb2.CANCELLED
+
+
+def test_the_same_request_id_returns_the_same_job(store):
+    jobs = JobStore(store)
+    first = jobs.create("team-a", "detect_video", request(), target="media/x", request_id="retry-1")
+    second = jobs.create("team-a", "detect_video", request(), target="media/x", request_id="retry-1")
+    assert first.name == second.name

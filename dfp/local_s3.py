@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+import urllib3
 from minio import Minio
 
 
@@ -78,12 +79,13 @@ class LocalS3:
         self._wait_ready(timeout_s)
         return self
 
-    def client(self) -> Minio:
-        return Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False)
+    def client(self, retries: bool = True) -> Minio:
+        http = None if retries else urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=10))
+        return Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False, http_client=http)
 
     def _wait_ready(self, timeout_s: float) -> None:
         # The S3 port opens before the volume server accepts writes: a real write is the readiness check.
-        client = self.client()
+        client = self.client(retries=False)
         deadline = time.monotonic() + timeout_s
         last_error: Exception | None = None
         while time.monotonic() < deadline:

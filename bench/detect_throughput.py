@@ -1,0 +1,137 @@
+"""Detection throughput: face crops per second through the gateway vs the same model in process.
+
+Both sides score the same 256x256 face crops with Meso4 (published DF weights). The gateway side
+sends each crop as one DetectImage call (inline bytes, face crop off) from concurrent clients; the
+gateway decodes it and calls the model server over TensorFlow Serving's API, which batches
+concurrent requests. The in-process side calls the Keras model on the decoded crops at the model
+server's max batch size. Printed as a ratio measured in the same run (absolute rates on a shared
+machine are noise). Goal: gateway >= 0.9 x in-process with batching on.
+
+    make bench                       # defaults below
+    python bench/detect_throughput.py --clients 16 --requests 400 --max-batch-size 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from dfp import faces as faces_lib  # noqa: E402  (torch before TensorFlow, see dfp.faces)
+from dfp import config  # noqa: E402
+from dfp.devstack import LocalStack  # noqa: E402
+
+
+def face_crops(count: int) -> list[bytes]:
+    """PNG-encoded 256x256 crops: DFDC validation faces when the shared data is there, else noise."""
+    from PIL import Image
+
+    folder = config.shared_dir() / "data" / "dfdc-faces" / "val" / "fake"
+    sources = sorted(folder.iterdir())[:count] if folder.is_dir() else []
+    crops = []
+    for i in range(count):
+        if sources:
+            image = Image.open(sources[i % len(sources)]).convert("RGB").resize((256, 256), Image.BICUBIC)
+        else:
+            image = Image.fromarray(np.random.RandomState(i).randint(0, 255, (256, 256, 3), np.uint8))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        crops.append(buffer.getvalue())
+    return crops
+
+
+def percentiles(latencies: list[float]) -> str:
+    p50, p90, p99 = np.percentile(np.array(latencies) * 1000, [50, 90, 99])
+    return f"p50 {p50:.1f} ms, p90 {p90:.1f} ms, p99 {p99:.1f} ms"
+
+
+def in_process(weights: pathlib.Path, crops: list[bytes], batch_size: int, repeats: int) -> float:
+    from dfp.media import decode_image
+    from services.detector.scoring import Detector
+
+    detector = Detector.from_h5(weights)
+    batch = np.stack([faces_lib.resize_to_model_input(decode_image(c, 10**6)) for c in crops])
+    detector.fake_probability(batch[:batch_size], batch_size)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        detector.fake_probability(batch, batch_size)
+    return repeats * len(batch) / (time.perf_counter() - start)
+
+
+def through_gateway(target: str, crops: list[bytes], clients: int, requests: int) -> tuple[float, list[float]]:
+    from dfp.client import Client
+    from dfp.v1 import detection_pb2
+
+    options = detection_pb2.DetectionOptions(face_crop=detection_pb2.FACE_CROP_OFF)
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def worker():
+        with Client(target, timeout_s=60) as client:
+            client.detect_image(image_bytes=crops[0], options=options)
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                began = time.perf_counter()
+                client.detect_image(image_bytes=crops[i % len(crops)], options=options)
+                with lock:
+                    latencies.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return requests / (time.perf_counter() - start), latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--crops", type=int, default=64)
+    parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument("--batch-timeout-micros", type=int, default=5000)
+    args = parser.parse_args()
+
+    from services.detector import archs, pretrained
+    from services.detector.export import export_version
+    from services.detector.weights import load_h5_weights
+
+    weights = pretrained.default_weights("meso4")
+    crops = face_crops(args.crops)
+    print(f"device: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; model meso4 ({weights.name})")
+    baseline = in_process(weights, crops, args.max_batch_size, repeats=max(1, args.requests // args.crops))
+    baseline_single = in_process(weights, crops, 1, repeats=1)
+    print(f"in process, batch {args.max_batch_size}: {baseline:.1f} crops/s; batch 1: {baseline_single:.1f} crops/s")
+
+    with tempfile.TemporaryDirectory(prefix="dfp-bench-") as tmp:
+        model = archs.build("meso4")
+        load_h5_weights(model, weights)
+        export_version(model, pathlib.Path(tmp) / "models", "meso4", 1)
+        env = {"DFP_MAX_BATCH_SIZE": str(args.max_batch_size), "DFP_BATCH_TIMEOUT_MICROS": str(args.batch_timeout_micros)}
+        with LocalStack(pathlib.Path(tmp) / "stack", pathlib.Path(tmp) / "models", env) as stack:
+            rate, latencies = through_gateway(stack.gateway_target, crops, args.clients, args.requests)
+    print(f"through the gateway, {args.clients} clients, batching max {args.max_batch_size}: {rate:.1f} crops/s "
+          f"({percentiles(latencies)})")
+    print(f"ratio gateway / in-process batch {args.max_batch_size}: {rate / baseline:.2f} (goal >= 0.90)")
+    print(f"ratio gateway / in-process batch 1: {rate / baseline_single:.2f}")
+
+
+if __name__ == "__main__":
+    main()

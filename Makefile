@@ -10,10 +10,11 @@ export DFP_SHARED_DIR ?= $(abspath ../shared)
 
 install: $(VENV)/.installed
 
+# facenet-pytorch declares an old torch; its code and MTCNN weights work with the pinned one, so it
+# is installed without its declared dependencies.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -e '.[server,dev]'
-	# facenet-pytorch declares an old torch; its code and MTCNN weights work with the pinned one.
 	$(PIP) install -q --no-deps facenet-pytorch==2.6.0
 	touch $@
 

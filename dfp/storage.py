@@ -160,13 +160,6 @@ class ObjectStore:
         except S3Error as exc:
             raise self._translate(exc, key)
 
-    def stat(self, kind: str, key: str) -> ObjectInfo:
-        try:
-            info = self._client.stat_object(self.bucket(kind), key)
-        except S3Error as exc:
-            raise self._translate(exc, key)
-        return ObjectInfo(key, info.size, (info.etag or "").strip('"'), info.last_modified)
-
     def delete(self, kind: str, key: str) -> None:
         self._client.remove_object(self.bucket(kind), key)
 

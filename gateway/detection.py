@@ -7,7 +7,9 @@ Serving's API: face finding and cropping run here, and the model server receives
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -18,6 +20,8 @@ from dfp import media
 from dfp.v1 import common_pb2, detection_pb2
 from gateway.detector_client import DetectorClient
 from gateway.errors import InvalidArgument
+
+log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MIN_FACE_SIZE = 40
@@ -105,8 +109,17 @@ class DetectionPipeline:
         return prediction.fake_probability, common_pb2.ModelVersion(name=prediction.model, version=prediction.version)
 
     def detect_image(self, rgb: np.ndarray, params: DetectionParams) -> detection_pb2.DetectImageResponse:
+        began = time.perf_counter()
         ((faces, crops),) = self._crops([rgb], params)
+        found = time.perf_counter()
         probabilities, model = self._score(crops, params)
+        log.info(
+            "image %dx%d: %s %d face(s) in %.0f ms; %d crop(s) of %dx%d scored by %s in %.0f ms; max p(fake) %s",
+            rgb.shape[1], rgb.shape[0], "MTCNN found" if params.face_crop else "face crop off,", len(faces),
+            (found - began) * 1000, len(crops), self._input_size, self._input_size,
+            f"{model.name} v{model.version}" if model else "no model", (time.perf_counter() - found) * 1000,
+            f"{max(probabilities):.4f}" if len(probabilities) else "none",
+        )
         response = detection_pb2.DetectImageResponse(
             faces=[_face_score(f, float(p), params.threshold) for f, p in zip(faces, probabilities)],
             verdict=verdict([float(p) for p in probabilities], params.threshold),
@@ -172,6 +185,11 @@ class DetectionPipeline:
             )
         response.verdict.CopyFrom(verdict(all_probabilities, params.threshold))
         response.frames_sampled = done
+        log.info(
+            "video: %d frames sampled, %d faces scored by %s v%d in %d track(s); max p(fake) %.4f, mean %.4f",
+            done, len(all_probabilities), response.model.name, response.model.version, len(response.tracks),
+            response.verdict.max_fake_probability, response.verdict.mean_fake_probability,
+        )
         return response
 
 

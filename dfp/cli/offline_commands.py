@@ -115,8 +115,11 @@ def pull(family, base_url, offline, as_json):
     Example:
       dfp models pull mesonet
     """
+    import logging
+
     from services.detector import pretrained
 
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     for path, origin in pretrained.pull(base_url or pretrained.MESONET_BASE_URL, offline=offline):
         emit({"path": str(path), "source": origin}, as_json, f"{path}\t{origin}")
     note("all files match their pinned SHA-256")

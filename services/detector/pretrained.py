@@ -11,6 +11,8 @@ import dataclasses
 import logging
 import pathlib
 
+import requests
+
 from dfp import config, downloads
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,6 @@ def pull(base_url: str = MESONET_BASE_URL, dest_dir: pathlib.Path | None = None,
         if dest.exists() and downloads.sha256_of(dest) == weight.sha256:
             results.append((dest, "already present"))
             continue
-        network_error = None
         if not offline:
             url = f"{base_url.rstrip('/')}/{weight.filename}"
             try:
@@ -60,14 +61,13 @@ def pull(base_url: str = MESONET_BASE_URL, dest_dir: pathlib.Path | None = None,
                 continue
             except downloads.ChecksumMismatch:
                 raise
-            except Exception as exc:
-                network_error = exc
-                log.warning("download of %s failed (%s); trying the shared data folder", url, exc)
+            except requests.RequestException as exc:
+                # One unreachable address is enough to know: the other files come from the same place.
+                offline = True
+                log.warning("cannot download from %s (%s); using %s", base_url, type(exc).__name__, shared_weights_dir())
         local = shared_weights_dir() / weight.filename
         if not local.exists():
-            raise FileNotFoundError(
-                f"{weight.filename}: no download ({network_error or 'offline'}) and not in {shared_weights_dir()}"
-            )
+            raise FileNotFoundError(f"{weight.filename}: not downloadable and not in {shared_weights_dir()}")
         downloads.copy_verified(local, weight.sha256, dest)
         results.append((dest, str(local)))
     return results

@@ -101,8 +101,11 @@ class ObjectStore:
         result = self._client.put_object(self.bucket(kind), key, io.BytesIO(data), len(data), content_type=content_type)
         return result.etag
 
-    def put_file(self, kind: str, key: str, path: str | os.PathLike, content_type: str = "application/octet-stream") -> str:
-        result = self._client.fput_object(self.bucket(kind), key, os.fspath(path), content_type=content_type, part_size=PART_SIZE)
+    def put_file(self, kind: str, key: str, path: str | os.PathLike, content_type: str = "application/octet-stream",
+                 metadata: dict[str, str] | None = None) -> str:
+        """Uploads a file as one object (multipart above PART_SIZE, visible only once complete)."""
+        result = self._client.fput_object(self.bucket(kind), key, os.fspath(path), content_type=content_type,
+                                          metadata=metadata, part_size=PART_SIZE)
         return result.etag
 
     def put_json(self, kind: str, key: str, value) -> str:

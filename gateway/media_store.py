@@ -126,7 +126,8 @@ class MediaStore:
                 )
             info = self.probe(pathlib.Path(spool.name))
             record = self._new_record(team, request, info, size, digest.hexdigest())
-            self._store.put_file(MEDIA, storage.media_blob_key(team, record.id), spool.name, info.content_type)
+            self._store.put_file(MEDIA, storage.media_blob_key(team, record.id), spool.name, info.content_type,
+                                 metadata={"sha256": record.sha256})
         self._store.put_json(MEDIA, storage.media_record_key(team, record.id), dataclasses.asdict(record))
         log.info("stored %s for team %s: %s %d bytes", record.name, team, record.content_type, size)
         return record

@@ -64,6 +64,14 @@ def test_upload_then_download_gives_back_the_same_bytes(client, tmp_path):
     assert out.read_bytes() == data
 
 
+def test_stored_blob_carries_its_sha256_in_object_metadata(stack, client, tmp_path):
+    data = jpeg_bytes(seed=21)
+    media = client.upload(write(tmp_path, "b.jpg", data))
+    media_id = media.name.split("/")[1]
+    stat = stack.s3.client().stat_object("dfp-media", f"teams/default/media/{media_id}/blob")
+    assert stat.metadata["x-amz-meta-sha256"] == hashlib.sha256(data).hexdigest()
+
+
 def test_listing_pages_through_every_media_and_delete_removes_one(client, tmp_path):
     names = {client.upload(write(tmp_path, f"{i}.jpg", jpeg_bytes(seed=10 + i))).name for i in range(3)}
     listed = [m.name for m in client.list_media(page_size=1)]

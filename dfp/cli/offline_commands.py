@@ -17,7 +17,7 @@ def detector() -> None:
 
 @detector.command("score")
 @click.argument("images", nargs=-1, required=True)
-@click.option("--arch", type=click.Choice(["meso4", "mesoinception4"]), default=None,
+@click.option("--arch", type=click.Choice(["meso4", "mesoinception4", "resnet"]), default=None,
               help="Architecture of --weights (.h5); guessed from the file name when omitted.")
 @click.option("--weights", type=click.Path(exists=True, path_type=pathlib.Path), default=None,
               help="A Keras .h5 weight file or a SavedModel folder (default: the platform's default detector).")
@@ -70,7 +70,7 @@ def score(images, arch, weights, no_face_crop, as_json):
 
 
 @detector.command("export")
-@click.option("--arch", type=click.Choice(["meso4", "mesoinception4"]), required=True)
+@click.option("--arch", type=click.Choice(["meso4", "mesoinception4", "resnet"]), required=True)
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
               help="Keras .h5 weights (default: the platform's default weights for --arch).")
 @click.option("--base-path", type=click.Path(file_okay=False, path_type=pathlib.Path), required=True,
@@ -93,6 +93,99 @@ def export(arch, weights, base_path, name, version):
     load_h5_weights(model, weights)
     out = export_version(model, base_path, name or arch, version)
     emit({"saved_model": str(out)}, False, str(out))
+
+
+@detector.command("train")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), required=True,
+              help="Folder with labels.csv (path, label, split, source_video) and the images.")
+@click.option("--arch", type=click.Choice(["meso4", "mesoinception4", "resnet"]), required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=pathlib.Path), required=True,
+              help="Run folder: best.h5, last.keras, state.json, run.json.")
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--learning-rate", type=float, default=1e-3, show_default=True)
+@click.option("--patience", type=int, default=4, show_default=True, help="Epochs without a better val AUC before stopping.")
+@click.option("--seed", type=int, default=1234, show_default=True)
+@click.option("--finetune-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from these .h5 weights (for example the original MesoNet ones).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
+@click.option("--train-limit", type=int, default=0, help="Use a class-balanced subset of this many train faces.")
+@click.option("--val-limit", type=int, default=0, help="Likewise for validation.")
+@click.option("--json", "as_json", is_flag=True)
+def train_command(data, arch, out, epochs, batch_size, learning_rate, patience, seed, finetune_from, resume,
+                  train_limit, val_limit, as_json):
+    """Train a detector; the weights with the best validation AUC go to OUT/best.h5.
+
+    \b
+    Examples:
+      dfp detector train --data ../shared/data/dfdc-faces --arch resnet --out runs/resnet
+      dfp detector train --data ... --arch meso4 --finetune-from Meso4_DF.h5 --out runs/meso4-ft
+      dfp detector train --data ... --arch resnet --out runs/resnet --resume
+    """
+    import logging
+
+    import dfp.faces  # noqa: F401  before TensorFlow: see dfp.faces
+    from services.detector.training.train import TrainConfig, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    config = TrainConfig(
+        data=str(data), arch=arch, out=str(out), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        patience=patience, seed=seed, finetune_from=finetune_from, train_limit=train_limit, val_limit=val_limit,
+    )
+    state = train(config, resume=resume)
+    summary = {"best_auc": state["best_auc"], "best_epoch": state["best_epoch"], "epochs_done": state["epochs_done"],
+               "weights": str(out / "best.h5")}
+    emit(summary, as_json, f"best val AUC {state['best_auc']:.4f} at epoch {state['best_epoch']}: {out / 'best.h5'}")
+
+
+@detector.command("evaluate")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), required=True)
+@click.option("--weights", "weights_list", multiple=True, required=True,
+              type=click.Path(exists=True, path_type=pathlib.Path),
+              help="A .h5 file or SavedModel folder; repeat to compare models in one run.")
+@click.option("--arch", type=click.Choice(["meso4", "mesoinception4", "resnet"]), default=None,
+              help="Architecture of .h5 weights whose file name does not tell it.")
+@click.option("--split", default="val", show_default=True)
+@click.option("--threshold", type=float, default=0.5, show_default=True, help="Probability of fake called FAKE.")
+@click.option("--limit", type=int, default=0, help="Evaluate on a class-balanced subset of this many faces.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
+              help="Write roc.png, score histograms and a contact sheet of the worst mistakes here.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line of metrics per model.")
+def evaluate_command(data, weights_list, arch, split, threshold, limit, out, as_json):
+    """Measure detectors on a labelled split: ROC AUC (fake = positive), EER, accuracy, precision, recall.
+
+    \b
+    Example:
+      dfp detector evaluate --data ../shared/data/dfdc-faces --weights Meso4_DF.h5 --weights runs/resnet/best.h5 --out eval/
+    """
+    import numpy as np
+
+    import dfp.faces  # noqa: F401  before TensorFlow: see dfp.faces
+    from services.detector import evaluation, scoring
+    from services.detector.training import dataset as datasets
+
+    faces = datasets.load_split(data, split, limit=limit)
+    curves = {}
+    for weights in weights_list:
+        detector = scoring.Detector.load(weights, arch)
+        score = detector.fake_probability(np.asarray(faces.images, np.float32) / 255.0)
+        result = evaluation.metrics(faces.fake, score, threshold).as_dict()
+        videos = [s.source_video for s in faces.samples]
+        if len(set(zip(videos, faces.fake.tolist()))) < len(videos):
+            mean_score, _, video_fake = evaluation.video_scores(videos, score, faces.fake)
+            result["video_auc"] = evaluation.roc_auc(video_fake, mean_score)
+        record = {"model": detector.description, "split": split, **result}
+        curves[detector.description] = (faces.fake, score)
+        if out is not None:
+            name = evaluation.slug(detector.description)
+            record["mistakes"] = str(evaluation.write_mistakes_sheet(out / f"mistakes-{name}.png", faces.images, faces.fake, score))
+        emit(record, as_json, f"{detector.description} on {split}: AUC {result['auc']:.4f}, EER {result['eer']:.4f}, "
+                              f"accuracy {result['accuracy']:.4f}, precision {result['precision']:.4f}, "
+                              f"recall {result['recall']:.4f} at {threshold} "
+                              f"({result['n_real']} real, {result['n_fake']} fake)")
+    if out is not None:
+        for path in evaluation.write_plots(out, curves):
+            note(f"wrote {path}")
 
 
 @click.group()

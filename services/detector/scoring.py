@@ -9,6 +9,7 @@ the model behind TensorFlow Serving's API.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 
@@ -23,7 +24,12 @@ _ARCH_BY_PREFIX = (("mesoinception", "mesoinception4"), ("meso4", "meso4"))
 
 
 def arch_for_weights(path: str | os.PathLike) -> str | None:
-    stem = pathlib.Path(path).name.lower()
+    """The architecture of a weight file: from the training run beside it, else from its name."""
+    path = pathlib.Path(path)
+    run = path.parent / "run.json"
+    if run.exists():
+        return json.loads(run.read_text())["config"]["arch"]
+    stem = path.name.lower()
     for prefix, arch in _ARCH_BY_PREFIX:
         if stem.startswith(prefix):
             return arch

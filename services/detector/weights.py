@@ -63,7 +63,9 @@ def load_h5_weights(model, path: str | os.PathLike) -> None:
     # Layers without weights (pooling, dropout, activations) are numbered by the Keras session that
     # saved the file, so their numbers differ between files; their kinds and counts must match.
     input_names = {layer.name for layer in model.layers if type(layer).__name__ == "InputLayer"}
-    stored_kinds = Counter(_kind(name) for name in stored_layers if not name.startswith("input_"))
+    stored_kinds = Counter(
+        _kind(name) for name in stored_layers if not name.startswith("input_") and name not in input_names
+    )
     model_kinds = Counter(_kind(name) for name in model_layers if name not in input_names)
     if stored_kinds != model_kinds:
         problems.append(
@@ -82,3 +84,29 @@ def load_h5_weights(model, path: str | os.PathLike) -> None:
         raise WeightMismatch(f"{path} does not fit {model.name}: " + "; ".join(problems))
     for name in weighted:
         model_layers[name].set_weights(stored[name])
+
+
+def save_h5_weights(model, path: str | os.PathLike) -> None:
+    """Writes `model`'s weights in the same Keras-2 HDF5 layout as the published files, atomically.
+
+    The platform's own trained weights thereby load through `load_h5_weights` exactly as the
+    published ones do (same strict checks), and older Keras-2 tools can read them.
+    """
+    path = os.fspath(path)
+    partial = path + ".partial"
+    with h5py.File(partial, "w") as f:
+        names = [layer.name for layer in model.layers]
+        f.attrs["layer_names"] = np.array([n.encode("utf8") for n in names])
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.1.5"
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            weight_names = [f"{layer.name}/{_short_name(w)}:0".encode("utf8") for w in layer.weights]
+            group.attrs["weight_names"] = np.array(weight_names, dtype="S")
+            for name, value in zip(weight_names, layer.get_weights()):
+                group.create_dataset(name.decode("utf8"), data=value)
+    os.replace(partial, path)
+
+
+def _short_name(variable) -> str:
+    return variable.path.rsplit("/", 1)[-1] if hasattr(variable, "path") else variable.name

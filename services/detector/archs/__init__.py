@@ -6,10 +6,12 @@ layer names are the names stored in the published weight files.
 
 from services.detector.archs.meso4_arch import build_meso4
 from services.detector.archs.mesoinception4_arch import build_mesoinception4
+from services.detector.archs.resnet_arch import build_resnet
 
 ARCHS = {
     "meso4": build_meso4,
     "mesoinception4": build_mesoinception4,
+    "resnet": build_resnet,
 }
 
 

@@ -1,0 +1,1 @@
+"""Detector training: datasets from a labels CSV, augmentation, the training loop."""

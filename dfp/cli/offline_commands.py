@@ -188,9 +188,76 @@ def evaluate_command(data, weights_list, arch, split, threshold, limit, out, as_
             note(f"wrote {path}")
 
 
+@detector.command("register")
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), required=True,
+              help="A `dfp detector train` output folder (best.h5, run.json).")
+@click.option("--name", required=True, help="Registry model name, for example `detector-resnet`.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), default=None,
+              help="Dataset to calibrate and measure on (default: the run's own data).")
+@click.option("--publish", is_flag=True, help="Also make it the served version.")
+@click.option("--json", "as_json", is_flag=True)
+def register_command(run_dir, name, data, publish, as_json):
+    """Calibrate a trained detector on validation and store it in the model registry.
+
+    The probability is Platt-scaled on the validation split; the SavedModel registered carries that
+    calibration in its serving signature. The card records the metrics (raw and calibrated), the data
+    (split counts, labels hash), the training command and the code version. Uses DFP_S3_* settings.
+
+    \b
+    Example:
+      dfp detector register --run runs/resnet --name detector-resnet --publish
+    """
+    import json as json_lib
+    import sys as sys_lib
+    import tempfile
+
+    import dfp.faces  # noqa: F401  before TensorFlow: see dfp.faces
+    from dfp.config import StorageSettings
+    from dfp.registry import ModelRegistry
+    from dfp.storage import ObjectStore
+    from services.detector import archs, calibration, evaluation
+    from services.detector.export import export_saved_model
+    from services.detector.training import dataset as datasets
+    from services.detector.training.train import code_version, predict_fake
+    from services.detector.weights import load_h5_weights
+
+    run = json_lib.loads((run_dir / "run.json").read_text())
+    model = archs.build(run["config"]["arch"])
+    load_h5_weights(model, run_dir / "best.h5")
+    root = data or pathlib.Path(run["config"]["data"])
+    val = datasets.load_split(root, "val")
+    raw = predict_fake(model, val.images)
+    platt = calibration.fit_platt(val.fake, raw)
+    calibrated = platt.apply(raw)
+    card = {
+        "architecture": run["config"]["arch"],
+        "metrics": {
+            "val": evaluation.metrics(val.fake, calibrated).as_dict(),
+            "val_raw_ece": calibration.expected_calibration_error(val.fake, raw),
+            "val_calibrated_ece": calibration.expected_calibration_error(val.fake, calibrated),
+        },
+        "calibration": platt.as_dict(),
+        "data": {**run["data"], "root": str(root)},
+        "training": run["config"],
+        "command": " ".join(["dfp", *sys_lib.argv[1:]]),
+        "code_version": code_version(),
+        "trained_with_code_version": run.get("code_version"),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = export_saved_model(model, pathlib.Path(tmp) / "saved_model", platt)
+        registry = ModelRegistry(ObjectStore(StorageSettings.from_env()))
+        version = registry.register(name, "detector", saved, card)
+    if publish:
+        registry.publish(name, version)
+    emit({"name": name, "version": version, "published": publish, "auc": card["metrics"]["val"]["auc"],
+          "calibration": platt.as_dict()}, as_json,
+         f"{name} v{version}: val AUC {card['metrics']['val']['auc']:.4f}, calibration a={platt.a:.3f} b={platt.b:.3f}"
+         + (" (published)" if publish else ""))
+
+
 @click.group()
 def models() -> None:
-    """Published model weights: fetch and check them."""
+    """Model weights and the model registry: pull published weights, register, publish, roll back."""
 
 
 @models.command("pull")
@@ -221,3 +288,83 @@ def pull(family, base_url, offline, as_json):
 def register(cli: click.Group) -> None:
     for command in (detector, models):
         cli.add_command(command)
+
+
+@models.command("list")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def registry_list(name, as_json):
+    """List registered models, or the versions of NAME with their metrics (DFP_S3_* settings)."""
+    registry = _registry()
+    if name is None:
+        for model_name in registry.models():
+            model = registry.model(model_name)
+            emit(model, as_json, f"{model_name}\t{model['kind']}\tserving v{model['serving_version']}")
+        return
+    serving = registry.model(name)["serving_version"]
+    for version in registry.version_numbers(name):
+        card = registry.card(name, version)
+        auc = card.get("metrics", {}).get("val", {}).get("auc")
+        emit(card, as_json, f"{name}\tv{version}{' (serving)' if version == serving else ''}\t{card['created']}"
+                            + (f"\tval AUC {auc:.4f}" if auc is not None else ""))
+
+
+@models.command("register")
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, path_type=pathlib.Path))
+@click.option("--kind", type=click.Choice(["detector", "animation", "face_swap", "super_resolution", "restoration"]),
+              required=True)
+@click.option("--card", "card_file", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+              default=None, help="A JSON file with the model card (metrics, data, command).")
+def registry_register(name, path, kind, card_file):
+    """Store a model file or folder as a new version of NAME."""
+    import json as json_lib
+
+    card = json_lib.loads(card_file.read_text()) if card_file else {}
+    version = _registry().register(name, kind, path, card)
+    emit({"name": name, "version": version}, False, f"{name} v{version}")
+
+
+@models.command("publish")
+@click.argument("name")
+@click.argument("version", type=int)
+def registry_publish(name, version):
+    """Serve VERSION of NAME (model servers pick it up through `dfp models sync`)."""
+    _registry().publish(name, version)
+    emit({"name": name, "serving_version": version}, False, f"{name}: serving v{version}")
+
+
+@models.command("rollback")
+@click.argument("name")
+@click.option("--to", "to_version", type=int, default=None, help="Version to serve (default: the one served before).")
+def registry_rollback(name, to_version):
+    """Serve the previously served version of NAME again."""
+    version = _registry().rollback(name, to_version)
+    emit({"name": name, "serving_version": version}, False, f"{name}: serving v{version}")
+
+
+@models.command("sync")
+@click.option("--base-path", type=click.Path(file_okay=False, path_type=pathlib.Path), required=True,
+              help="The TF Serving model base path to keep in step with the registry.")
+@click.option("--watch", type=float, default=0.0, help="Keep syncing every this many seconds.")
+def registry_sync(base_path, watch):
+    """Make a TF Serving base path hold exactly the served version of every detector model."""
+    import time
+
+    from dfp.registry import sync_serving
+
+    registry = _registry()
+    while True:
+        for name, version in sync_serving(registry, base_path).items():
+            note(f"{name}: v{version} in {base_path / name}")
+        if watch <= 0:
+            return
+        time.sleep(watch)
+
+
+def _registry():
+    from dfp.config import StorageSettings
+    from dfp.registry import ModelRegistry
+    from dfp.storage import ObjectStore
+
+    return ModelRegistry(ObjectStore(StorageSettings.from_env()))

@@ -15,13 +15,17 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from services.detector.calibration import EPSILON, Platt
+
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
 OUTPUT_NAME = "fake_probability"
 
 
-def export_saved_model(model: keras.Model, out_dir: str | os.PathLike) -> pathlib.Path:
+def export_saved_model(model: keras.Model, out_dir: str | os.PathLike, calibration: Platt | None = None) -> pathlib.Path:
     """Writes `model` as a SavedModel at `out_dir` (which must not exist), atomically.
+
+    With `calibration`, the signature returns the calibrated probability of fake.
 
     The directory appears complete or not at all (written beside it, then renamed), so a model
     server polling the base path never loads half a version.
@@ -34,8 +38,11 @@ def export_saved_model(model: keras.Model, out_dir: str | os.PathLike) -> pathli
     archive.track(model)
 
     def serve(image):
-        real_probability = model(image, training=False)
-        return {OUTPUT_NAME: 1.0 - tf.reshape(real_probability, [-1])}
+        fake_probability = 1.0 - tf.reshape(model(image, training=False), [-1])
+        if calibration is not None:
+            p = tf.clip_by_value(fake_probability, EPSILON, 1.0 - EPSILON)
+            fake_probability = tf.sigmoid(calibration.a * tf.math.log(p / (1.0 - p)) + calibration.b)
+        return {OUTPUT_NAME: fake_probability}
 
     archive.add_endpoint(
         name=SIGNATURE,
@@ -60,9 +67,10 @@ def versions(model_dir: str | os.PathLike) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def export_version(model: keras.Model, base_path: str | os.PathLike, name: str, version: int | None = None) -> pathlib.Path:
+def export_version(model: keras.Model, base_path: str | os.PathLike, name: str, version: int | None = None,
+                   calibration: Platt | None = None) -> pathlib.Path:
     """Exports `model` as `<base>/<name>/<version>`; without `version`, one past the newest present."""
     model_dir = pathlib.Path(base_path) / name
     if version is None:
         version = (versions(model_dir) or [0])[-1] + 1
-    return export_saved_model(model, model_dir / str(version))
+    return export_saved_model(model, model_dir / str(version), calibration)

@@ -20,7 +20,8 @@ def detector() -> None:
 @click.option("--arch", type=click.Choice(["meso4", "mesoinception4", "resnet"]), default=None,
               help="Architecture of --weights (.h5); guessed from the file name when omitted.")
 @click.option("--weights", type=click.Path(exists=True, path_type=pathlib.Path), default=None,
-              help="A Keras .h5 weight file or a SavedModel folder (default: the platform's default detector).")
+              help="A Keras .h5 weight file or a SavedModel folder. Default: the platform's default detector "
+                   "(calibrated), or with --arch alone that architecture's published MesoNet weights.")
 @click.option("--no-face-crop", is_flag=True, help="Feed each image as the face crop (resized only if not the model's size).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout, in input order.")
 def score(images, arch, weights, no_face_crop, as_json):
@@ -39,9 +40,10 @@ def score(images, arch, weights, no_face_crop, as_json):
     from dfp.config import LimitSettings
     from services.detector import pretrained, scoring
 
-    if weights is None:
-        weights = pretrained.default_weights(arch or "meso4")
-    model = scoring.Detector.load(weights, arch)
+    if weights is None and arch is None:
+        model = scoring.Detector.platform_default()
+    else:
+        model = scoring.Detector.load(weights or pretrained.default_weights(arch), arch)
     face_detector = None if no_face_crop else faces_lib.FaceDetector()
     max_pixels = LimitSettings.from_env().max_image_pixels
     failed = False
@@ -70,9 +72,10 @@ def score(images, arch, weights, no_face_crop, as_json):
 
 
 @detector.command("export")
-@click.option("--arch", type=click.Choice(["meso4", "mesoinception4", "resnet"]), required=True)
+@click.option("--arch", type=click.Choice(["meso4", "mesoinception4", "resnet"]), default=None,
+              help="Architecture (default: the platform's default detector, exported with its calibration).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
-              help="Keras .h5 weights (default: the platform's default weights for --arch).")
+              help="Keras .h5 weights (default: the published MesoNet weights for --arch).")
 @click.option("--base-path", type=click.Path(file_okay=False, path_type=pathlib.Path), required=True,
               help="TF Serving model base path; the model goes to BASE/NAME/VERSION.")
 @click.option("--name", default=None, help="Model name (default: the architecture).")
@@ -81,17 +84,28 @@ def export(arch, weights, base_path, name, version):
     """Export weights as a SavedModel version that TF Serving (or `dfp`'s model server) picks up.
 
     \b
-    Example:
-      dfp detector export --arch meso4 --base-path /models
+    Examples:
+      dfp detector export --base-path /models                 # the default detector, as model `detector`
+      dfp detector export --arch meso4 --base-path /models    # Meso4 with the published DF weights
     """
-    from services.detector import archs, pretrained
+    from services.detector import archs, pretrained, scoring
+    from services.detector.calibration import Platt
     from services.detector.export import export_version
     from services.detector.weights import load_h5_weights
 
-    weights = weights or pretrained.default_weights(arch)
+    calibration = None
+    if arch is None and weights is None:
+        default = pretrained.default_detector()
+        arch, weights = default.arch, default.weights
+        calibration = Platt(default.calibration["a"], default.calibration["b"])
+        name = name or pretrained.DEFAULT_DETECTOR_NAME
+    elif arch is None:
+        arch = scoring.arch_for_weights(weights)
+        if arch is None:
+            raise click.UsageError(f"cannot tell the architecture of {weights}; pass --arch")
     model = archs.build(arch)
-    load_h5_weights(model, weights)
-    out = export_version(model, base_path, name or arch, version)
+    load_h5_weights(model, weights or pretrained.default_weights(arch))
+    out = export_version(model, base_path, name or arch, version, calibration)
     emit({"saved_model": str(out)}, False, str(out))
 
 
@@ -207,45 +221,16 @@ def register_command(run_dir, name, data, publish, as_json):
     Example:
       dfp detector register --run runs/resnet --name detector-resnet --publish
     """
-    import json as json_lib
-    import sys as sys_lib
     import tempfile
 
     import dfp.faces  # noqa: F401  before TensorFlow: see dfp.faces
-    from dfp.config import StorageSettings
-    from dfp.registry import ModelRegistry
-    from dfp.storage import ObjectStore
-    from services.detector import archs, calibration, evaluation
     from services.detector.export import export_saved_model
-    from services.detector.training import dataset as datasets
-    from services.detector.training.train import code_version, predict_fake
-    from services.detector.weights import load_h5_weights
+    from services.detector.training.card import calibrated_card
 
-    run = json_lib.loads((run_dir / "run.json").read_text())
-    model = archs.build(run["config"]["arch"])
-    load_h5_weights(model, run_dir / "best.h5")
-    root = data or pathlib.Path(run["config"]["data"])
-    val = datasets.load_split(root, "val")
-    raw = predict_fake(model, val.images)
-    platt = calibration.fit_platt(val.fake, raw)
-    calibrated = platt.apply(raw)
-    card = {
-        "architecture": run["config"]["arch"],
-        "metrics": {
-            "val": evaluation.metrics(val.fake, calibrated).as_dict(),
-            "val_raw_ece": calibration.expected_calibration_error(val.fake, raw),
-            "val_calibrated_ece": calibration.expected_calibration_error(val.fake, calibrated),
-        },
-        "calibration": platt.as_dict(),
-        "data": {**run["data"], "root": str(root)},
-        "training": run["config"],
-        "command": " ".join(["dfp", *sys_lib.argv[1:]]),
-        "code_version": code_version(),
-        "trained_with_code_version": run.get("code_version"),
-    }
+    model, platt, card = calibrated_card(run_dir, data)
     with tempfile.TemporaryDirectory() as tmp:
         saved = export_saved_model(model, pathlib.Path(tmp) / "saved_model", platt)
-        registry = ModelRegistry(ObjectStore(StorageSettings.from_env()))
+        registry = _registry()
         version = registry.register(name, "detector", saved, card)
     if publish:
         registry.publish(name, version)
@@ -367,4 +352,6 @@ def _registry():
     from dfp.registry import ModelRegistry
     from dfp.storage import ObjectStore
 
-    return ModelRegistry(ObjectStore(StorageSettings.from_env()))
+    store = ObjectStore(StorageSettings.from_env())
+    store.ensure_buckets()
+    return ModelRegistry(store)

@@ -1,13 +1,15 @@
-"""The published MesoNet weights: where they come from, their pinned SHA-256, where they are kept.
+"""Weights the platform knows without being told: the published MesoNet files and its own default.
 
-`pull` downloads them from their published addresses and checks each hash; when the network does not
-allow it, it takes them from the shared data folder (DFP_SHARED_DIR) if the hashes match there.
-The platform's default detector is Meso4 with the Meso4_DF weights until the platform trains its own.
+`pull` downloads the MesoNet files from their published addresses and checks each hash; when the
+network does not allow it, it takes them from the shared data folder (DFP_SHARED_DIR) if the hashes
+match there. The platform's default detector is the model it trained itself, committed under
+`models/detector/default/` with its card (architecture, calibration, metrics).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import pathlib
 
@@ -17,6 +19,8 @@ from dfp import config, downloads
 
 log = logging.getLogger(__name__)
 
+DEFAULT_DETECTOR_DIR = pathlib.Path(__file__).resolve().parents[2] / "models" / "detector" / "default"
+DEFAULT_DETECTOR_NAME = "detector"
 MESONET_BASE_URL = "https://raw.githubusercontent.com/DariusAf/MesoNet/master/weights"
 
 
@@ -80,3 +84,20 @@ def default_weights(arch: str = "meso4") -> pathlib.Path:
         if (folder / filename).exists():
             return folder / filename
     raise FileNotFoundError(f"no {filename}: run `dfp models pull mesonet` first")
+
+
+@dataclasses.dataclass(frozen=True)
+class DefaultDetector:
+    weights: pathlib.Path
+    arch: str
+    calibration: dict
+    card: dict
+
+
+def default_detector(folder: pathlib.Path = DEFAULT_DETECTOR_DIR) -> DefaultDetector:
+    """The platform's own default detector: its weights, architecture and calibration."""
+    card_path = folder / "card.json"
+    if not card_path.exists():
+        raise FileNotFoundError(f"the default detector is missing from {folder}")
+    card = json.loads(card_path.read_text())
+    return DefaultDetector(folder / "weights.h5", card["architecture"], card["calibration"], card)

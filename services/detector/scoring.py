@@ -16,7 +16,8 @@ import pathlib
 import numpy as np
 
 from dfp import faces as faces_lib
-from services.detector import archs
+from services.detector import archs, pretrained
+from services.detector.calibration import Platt
 from services.detector.weights import load_h5_weights
 
 # Which architecture a published weight file belongs to, by file name prefix.
@@ -45,7 +46,9 @@ class Detector:
         self.description = description
 
     @classmethod
-    def from_h5(cls, path: str | os.PathLike, arch: str | None = None) -> "Detector":
+    def from_h5(cls, path: str | os.PathLike, arch: str | None = None, calibration: Platt | None = None,
+                description: str | None = None) -> "Detector":
+        """Raw .h5 weights give the raw probability unless a calibration is given."""
         arch = arch or arch_for_weights(path)
         if arch is None:
             raise ValueError(f"cannot tell the architecture of {path}; pass --arch")
@@ -54,9 +57,17 @@ class Detector:
 
         def predict(batch: np.ndarray) -> np.ndarray:
             real = model(batch, training=False).numpy().reshape(-1)
-            return (1.0 - real.astype(np.float64)).astype(np.float32)
+            fake = 1.0 - real.astype(np.float64)
+            return (calibration.apply(fake) if calibration else fake).astype(np.float32)
 
-        return cls(predict, model.input_shape[1], f"{arch}:{pathlib.Path(path).name}")
+        return cls(predict, model.input_shape[1], description or f"{arch}:{pathlib.Path(path).name}")
+
+    @classmethod
+    def platform_default(cls) -> "Detector":
+        """The platform's default detector, calibrated as when it is served."""
+        default = pretrained.default_detector()
+        platt = Platt(default.calibration["a"], default.calibration["b"])
+        return cls.from_h5(default.weights, default.arch, platt, f"{pretrained.DEFAULT_DETECTOR_NAME}:default")
 
     @classmethod
     def from_saved_model(cls, path: str | os.PathLike) -> "Detector":

@@ -70,6 +70,22 @@ def test_tiny_training_run_beats_chance_and_resumes(separable, tmp_path):
     assert scoring.arch_for_weights(out / "best.h5") == "meso4"
 
 
+def test_a_trained_run_registers_calibrated_with_its_card(separable, tmp_path, s3):
+    import os
+
+    out = tmp_path / "run"
+    env = {**os.environ, **s3.env(), "DFP_BUCKET_PREFIX": "trainreg"}
+    dfp("detector", "train", "--data", str(separable), "--arch", "meso4", "--out", str(out), "--batch-size", "16",
+        "--epochs", "2", env=env)
+    registered = json.loads(dfp("detector", "register", "--run", str(out), "--name", "tiny", "--publish", "--json", env=env))
+    assert registered["version"] == 1 and registered["published"]
+    card = json.loads(dfp("models", "list", "tiny", "--json", env=env).splitlines()[0])
+    assert card["kind"] == "detector" and card["architecture"] == "meso4"
+    assert set(card["calibration"]) == {"method", "a", "b"}
+    assert card["data"]["val"] == {"n_real": 8, "n_fake": 8}
+    assert any(f["path"] == "saved_model.pb" for f in card["files"])
+
+
 def test_a_source_video_in_two_splits_is_refused(separable):
     with open(separable / "labels.csv", "a") as f:
         f.write("val/real/0.png,real,val,train-0\n")

@@ -1,0 +1,43 @@
+"""From a training run to a servable detector: calibrate on validation, measure, write the card."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import keras
+
+from services.detector import archs, calibration, evaluation
+from services.detector.training import dataset as datasets
+from services.detector.training.train import code_version, predict_fake
+from services.detector.weights import load_h5_weights
+
+
+def calibrated_card(run_dir: pathlib.Path, data_root: pathlib.Path | None = None) -> tuple[keras.Model, calibration.Platt, dict]:
+    """The run's best model, its Platt calibration fitted on validation, and its model card."""
+    run = json.loads((run_dir / "run.json").read_text())
+    state = json.loads((run_dir / "state.json").read_text())
+    model = archs.build(run["config"]["arch"])
+    load_h5_weights(model, run_dir / "best.h5")
+    root = data_root or pathlib.Path(run["config"]["data"])
+    val = datasets.load_split(root, "val")
+    raw = predict_fake(model, val.images)
+    platt = calibration.fit_platt(val.fake, raw)
+    calibrated = platt.apply(raw)
+    card = {
+        "architecture": run["config"]["arch"],
+        "metrics": {
+            "val": evaluation.metrics(val.fake, calibrated).as_dict(),
+            "val_raw": evaluation.metrics(val.fake, raw).as_dict(),
+            "val_raw_ece": calibration.expected_calibration_error(val.fake, raw),
+            "val_calibrated_ece": calibration.expected_calibration_error(val.fake, calibrated),
+        },
+        "calibration": platt.as_dict(),
+        "data": {**run["data"], "root": str(root)},
+        "training": {**run["config"], "best_epoch": state["best_epoch"], "history": state["history"]},
+        "command": " ".join(["dfp", *sys.argv[1:]]),
+        "code_version": code_version(),
+        "trained_with_code_version": run.get("code_version"),
+    }
+    return model, platt, card

@@ -127,13 +127,18 @@ class JobStore:
         return f"{storage.team_prefix(team)}requests/{request_id}"
 
     def create(self, team: str, kind: str, request: Message, target: str, request_id: str = "") -> JobRecord:
-        """Queues a job; with a `request_id` seen before, returns that request's job instead."""
+        """Queues a job; with a `request_id` seen before, returns that request's job instead.
+
+        Written in the order request key, record, queue entry; a retry after a crash between two of
+        them finds what the first attempt left and completes it, so a request_id never dangles.
+        """
+        request_etag = None
         if request_id:
             if len(request_id) > 128 or not all(c.isalnum() or c in "-_." for c in request_id):
                 raise InvalidArgument("request_id must be 1-128 letters, digits, '-', '_' or '.'")
             try:
-                existing, _ = self._store.get_json(JOBS, self._request_key(team, request_id))
-                return self.get(team, existing["name"])
+                existing, request_etag = self._store.get_json(JOBS, self._request_key(team, request_id))
+                return self._requeue(self._read(team, parse_name(existing["name"], "operations")))
             except NotFound:
                 pass
         now = time.time()
@@ -146,14 +151,17 @@ class JobStore:
         record = JobRecord(team=team, id=job_id, kind=kind, request=_b64(request), operation=_b64(operation))
         if request_id:
             try:
-                self._store.put_conditional(
-                    JOBS, self._request_key(team, request_id), json.dumps({"name": record.name}).encode()
-                )
+                self._store.put_conditional(JOBS, self._request_key(team, request_id),
+                                            json.dumps({"name": record.name}).encode(), if_match=request_etag)
             except PreconditionFailed:
                 existing, _ = self._store.get_json(JOBS, self._request_key(team, request_id))
-                return self.get(team, existing["name"])
+                return self._requeue(self.get(team, existing["name"]))
         record.etag = self._store.put_conditional(JOBS, self._key(team, job_id), record.to_json())
-        self._store.put_bytes(JOBS, self._queue_key(team, job_id), b"")
+        return self._requeue(record)
+
+    def _requeue(self, record: JobRecord) -> JobRecord:
+        if not record.get_operation().done:
+            self._store.put_bytes(JOBS, self._queue_key(record.team, record.id), b"")
         return record
 
     def get(self, team: str, name: str) -> JobRecord:

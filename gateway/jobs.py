@@ -45,6 +45,10 @@ class JobCancelled(Exception):
     """Raised inside a handler when a client cancelled its job."""
 
 
+class WorkerStopping(Exception):
+    """Raised inside a handler when its gateway shuts down: the job goes back to the queue."""
+
+
 class LeaseLost(Exception):
     """Raised inside a handler when another worker took over the job."""
 
@@ -291,8 +295,10 @@ class JobContext:
     """What a handler gets: its request, and `progress` to report work done (which also renews the
     lease, and raises JobCancelled or LeaseLost when the handler must stop)."""
 
-    def __init__(self, jobs: JobStore, record: JobRecord, owner: str, lease_s: float, request_type: type[Message]):
+    def __init__(self, jobs: JobStore, record: JobRecord, owner: str, lease_s: float, request_type: type[Message],
+                 stopping: threading.Event | None = None):
         self._jobs = jobs
+        self._stopping = stopping or threading.Event()
         self._record = record
         self._owner = owner
         self._lease_s = lease_s
@@ -302,6 +308,8 @@ class JobContext:
         self.request = record.request_message(request_type)
 
     def progress(self, done: int, total: int, force: bool = False) -> None:
+        if self._stopping.is_set():
+            raise WorkerStopping()
         now = time.time()
         if not force and now - self._last_write < min(1.0, self._lease_s / 4):
             return
@@ -329,6 +337,24 @@ class JobContext:
         if record.lease_owner != self._owner or record.get_operation().done:
             raise LeaseLost()
         self._record = record
+
+    def release(self) -> None:
+        """Gives the job back to the queue at once, for another worker to take without waiting for the lease."""
+        for _ in range(10):
+            record = self._record
+            operation = record.get_operation()
+            metadata = record.metadata()
+            metadata.state = jobs_pb2.QUEUED
+            metadata.update_time.CopyFrom(_timestamp(time.time()))
+            _with_metadata(operation, metadata)
+            record.set_operation(operation)
+            record.lease_owner, record.lease_expires = "", 0.0
+            try:
+                self._jobs.write(record)
+                return
+            except PreconditionFailed:
+                self._reload()
+        raise LeaseLost()
 
     def finish(self, *, response: Message | None = None, error: tuple[int, str] | None = None, state: int) -> None:
         for _ in range(10):
@@ -366,7 +392,7 @@ class JobRunner:
             thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stops taking jobs; jobs in progress are left to finish until the timeout, then to the lease."""
+        """Stops taking jobs; a job in progress goes back to the queue at its next progress report."""
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
@@ -395,7 +421,7 @@ class JobRunner:
     def _run(self, record: JobRecord) -> None:
         kind = self._kinds.get(record.kind)
         request_type = kind.request_type if kind else operations_pb2.Operation
-        context = JobContext(self._jobs, record, self.owner, self._lease_s, request_type)
+        context = JobContext(self._jobs, record, self.owner, self._lease_s, request_type, self._stop)
         log.info("running %s (%s) for team %s", record.name, record.kind, record.team)
         try:
             if kind is None:
@@ -405,6 +431,13 @@ class JobRunner:
             outcome = {"error": (code_pb2.CANCELLED, "cancelled by the client"), "state": jobs_pb2.CANCELLED}
         except LeaseLost:
             log.warning("%s: lease lost to another worker; stopping here", record.name)
+            return
+        except WorkerStopping:
+            try:
+                context.release()
+                log.info("%s: shutting down; the job is back in the queue", record.name)
+            except LeaseLost:
+                log.warning("%s: lease lost while giving the job back", record.name)
             return
         except JobFailed as exc:
             outcome = {"error": (exc.code, str(exc)), "state": jobs_pb2.FAILED}

@@ -121,3 +121,34 @@ def test_the_same_request_id_returns_the_same_job(store):
     first = jobs.create("team-a", "detect_video", request(), target="media/x", request_id="retry-1")
     second = jobs.create("team-a", "detect_video", request(), target="media/x", request_id="retry-1")
     assert first.name == second.name
+
+
+def test_a_stopping_worker_gives_its_job_back_for_another_to_finish(store):
+    jobs = JobStore(store)
+    started = threading.Event()
+
+    def run(context):
+        started.set()
+        for i in range(100):
+            context.progress(i, 100, force=True)
+            time.sleep(0.05)
+        return detection_pb2.DetectVideoResponse(frames_sampled=100)
+
+    kinds = {"detect_video": JobKind(detection_pb2.DetectVideoRequest, run)}
+    job = jobs.create("team-a", "detect_video", request(), target="media/x")
+    first = JobRunner(jobs, kinds, workers=1, lease_s=60, poll_s=0.05)
+    first.start()
+    assert started.wait(20)
+    first.stop()
+    record = jobs.get("team-a", job.name)
+    assert record.metadata().state == jobs_pb2.QUEUED and not record.lease_owner
+    second = JobRunner(jobs, kinds, workers=1, lease_s=60, poll_s=0.05)
+    second.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not jobs.get("team-a", job.name).get_operation().done:
+            time.sleep(0.1)
+    finally:
+        second.stop()
+    final = jobs.get("team-a", job.name)
+    assert final.get_operation().HasField("response") and final.metadata().attempt == 2

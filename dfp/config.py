@@ -118,7 +118,7 @@ class GatewaySettings:
         return cls(
             listen=_env("DFP_GATEWAY_LISTEN", "127.0.0.1:50051"),
             detector_target=_env("DFP_DETECTOR_TARGET", "127.0.0.1:8500"),
-            default_detector=_env("DFP_DEFAULT_DETECTOR", "meso4"),
+            default_detector=_env("DFP_DEFAULT_DETECTOR", "detector"),
             default_team=_env("DFP_DEFAULT_TEAM", "default"),
             detector_timeout_s=_env_float("DFP_DETECTOR_TIMEOUT_S", 30.0),
             job_workers=_env_int("DFP_JOB_WORKERS", 2),

@@ -1,7 +1,8 @@
 """`make demo`: the platform's main job on this machine, end to end.
 
 Starts a real S3 server, the detector model server and the gateway on 127.0.0.1, detects deepfakes
-in an image and a video through the `dfp` command line, prints the verdicts, and stops everything.
+in an image and a video through the `dfp` command line with the platform's default detector (and the
+image with the original Meso4 too), prints the verdicts, and stops everything.
 Inputs come from the shared data folder (DFP_SHARED_DIR) when present, otherwise from packages:
 scikit-image's public-domain astronaut portrait, and a short clip made from it.
 """
@@ -59,14 +60,14 @@ def main() -> None:
         image, video = demo_inputs(workdir)
         models = workdir / "models"
         base_env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+        run("detector", "export", "--base-path", str(models), env=base_env)
         run("models", "pull", "mesonet", env=base_env)
-        for arch in ("meso4", "mesoinception4"):
-            run("detector", "export", "--arch", arch, "--base-path", str(models), env=base_env)
+        run("detector", "export", "--arch", "meso4", "--base-path", str(models), env=base_env)
         print("starting S3 (SeaweedFS), the detector model server and the gateway on 127.0.0.1 ...", flush=True)
         with LocalStack(workdir / "stack", models) as stack:
             env = stack.env()
             run("detect", str(image), env=env)
-            run("detect", str(image), "--model", "mesoinception4", env=env)
+            run("detect", str(image), "--model", "meso4", env=env)
             run("detect", str(video), "--frames", "12", env=env)
             run("jobs", "list", env=env)
         print("demo done; every process it started has stopped.")

@@ -78,7 +78,8 @@ def main() -> None:
     parser.add_argument("--out", type=pathlib.Path, default=pretrained.DEFAULT_DETECTOR_DIR)
     args = parser.parse_args()
 
-    model, platt, card = calibrated_card(args.run, args.data)
+    command = " ".join(["python", "scripts/package_default_detector.py", *sys.argv[1:]])
+    model, platt, card = calibrated_card(args.run, args.data, command)
     root = pathlib.Path(card["data"]["root"])
     val = datasets.load_split(root, "val")
     original = scoring.Detector.from_h5(pretrained.default_weights("meso4"))

@@ -28,8 +28,10 @@ def mesonet_dir(shared) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def model_base_path(tmp_path_factory, mesonet_dir) -> pathlib.Path:
-    """A TF Serving base path with meso4 and mesoinception4, version 1, from the published weights."""
-    from services.detector import archs
+    """A TF Serving base path, version 1 of: meso4 and mesoinception4 from the published weights, and
+    `detector`, the platform's default detector with its calibration."""
+    from services.detector import archs, pretrained
+    from services.detector.calibration import Platt
     from services.detector.export import export_version
     from services.detector.weights import load_h5_weights
 
@@ -38,6 +40,10 @@ def model_base_path(tmp_path_factory, mesonet_dir) -> pathlib.Path:
         model = archs.build(arch)
         load_h5_weights(model, mesonet_dir / filename)
         export_version(model, base, arch, 1)
+    default = pretrained.default_detector()
+    model = archs.build(default.arch)
+    load_h5_weights(model, default.weights)
+    export_version(model, base, pretrained.DEFAULT_DETECTOR_NAME, 1, Platt(default.calibration["a"], default.calibration["b"]))
     return base
 
 

@@ -66,7 +66,7 @@ def test_detect_upload_and_jobs_through_the_gateway(stack, shared, tmp_path):
     env = stack.env()
     image = shared / "video" / "source" / "s0.jpg"
     out = json.loads(dfp("detect", str(image), "--json", env=env).stdout)
-    assert out["verdict"]["faces_scored"] >= 1 and out["model"]["name"] == "meso4"
+    assert out["verdict"]["faces_scored"] >= 1 and out["model"]["name"] == "detector"
 
     uploaded = json.loads(dfp("upload", str(image), "--json", env=env).stdout)
     assert uploaded["name"].startswith("media/")

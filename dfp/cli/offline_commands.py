@@ -227,7 +227,9 @@ def register_command(run_dir, name, data, publish, as_json):
     from services.detector.export import export_saved_model
     from services.detector.training.card import calibrated_card
 
-    model, platt, card = calibrated_card(run_dir, data)
+    import sys as sys_lib
+
+    model, platt, card = calibrated_card(run_dir, data, " ".join(["dfp", *sys_lib.argv[1:]]))
     with tempfile.TemporaryDirectory() as tmp:
         saved = export_saved_model(model, pathlib.Path(tmp) / "saved_model", platt)
         registry = _registry()

@@ -138,14 +138,14 @@ def test_page_tokens_and_sizes_are_checked(client):
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_image_detection_matches_the_offline_pipeline(client, shared, mesonet_dir, tmp_path):
+def test_image_detection_with_the_default_detector_matches_the_offline_pipeline(client, shared):
     portrait = shared / "video" / "source" / "s0.jpg"
     media = client.upload(portrait)
     result = client.detect_image(media=media.name)
-    assert (result.model.name, result.model.version) == ("meso4", 1)
+    assert (result.model.name, result.model.version) == ("detector", 1)
     assert result.faces and result.verdict.faces_scored == len(result.faces)
 
-    offline = scoring.score_image(decode_image(portrait, 10**8), scoring.Detector.from_h5(mesonet_dir / "Meso4_DF.h5"),
+    offline = scoring.score_image(decode_image(portrait, 10**8), scoring.Detector.platform_default(),
                                   faces_lib.FaceDetector())
     np.testing.assert_allclose([f.fake_probability for f in result.faces], [r.fake_probability for r in offline], atol=1e-4)
     assert result.verdict.max_fake_probability == pytest.approx(max(r.fake_probability for r in offline), abs=1e-4)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 
 import keras
 
@@ -14,8 +13,11 @@ from services.detector.training.train import code_version, predict_fake
 from services.detector.weights import load_h5_weights
 
 
-def calibrated_card(run_dir: pathlib.Path, data_root: pathlib.Path | None = None) -> tuple[keras.Model, calibration.Platt, dict]:
-    """The run's best model, its Platt calibration fitted on validation, and its model card."""
+def calibrated_card(run_dir: pathlib.Path, data_root: pathlib.Path | None, command: str) -> tuple[keras.Model, calibration.Platt, dict]:
+    """The run's best model, its Platt calibration fitted on validation, and its model card.
+
+    `command` is what produced the card (recorded with the training command from the run).
+    """
     run = json.loads((run_dir / "run.json").read_text())
     state = json.loads((run_dir / "state.json").read_text())
     model = archs.build(run["config"]["arch"])
@@ -36,7 +38,7 @@ def calibrated_card(run_dir: pathlib.Path, data_root: pathlib.Path | None = None
         "calibration": platt.as_dict(),
         "data": {**run["data"], "root": str(root)},
         "training": {**run["config"], "best_epoch": state["best_epoch"], "history": state["history"]},
-        "command": " ".join(["dfp", *sys.argv[1:]]),
+        "command": command,
         "code_version": code_version(),
         "trained_with_code_version": run.get("code_version"),
     }

@@ -1,0 +1,33 @@
+"""The platform's default detector: committed, small, carded, and calibrated alike on every path."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from services.detector import pretrained, scoring
+
+
+def test_default_detector_is_committed_small_and_carded():
+    default = pretrained.default_detector()
+    assert default.weights.stat().st_size < 20 * 1024 * 1024
+    assert default.card["metrics"]["val"]["auc"] > 0.6
+    assert set(default.calibration) == {"method", "a", "b"}
+    assert (pretrained.DEFAULT_DETECTOR_DIR / "MODEL_CARD.md").exists()
+
+
+def test_score_without_weights_gives_the_served_calibrated_probability(model_base_path, shared, tmp_path):
+    crops = []
+    for source in sorted((shared / "dfdc-faces" / "val" / "fake").iterdir())[:4]:
+        target = tmp_path / f"{source.stem}.png"
+        Image.open(source).convert("RGB").resize((256, 256), Image.BICUBIC).save(target)
+        crops.append(target)
+    result = subprocess.run([sys.executable, "-m", "dfp.cli.main", "detector", "score", "--no-face-crop", "--json",
+                             *map(str, crops)], capture_output=True, text=True, check=True)
+    offline = np.array([json.loads(line)["fake_probability"] for line in result.stdout.splitlines()])
+
+    served = scoring.Detector.from_saved_model(model_base_path / pretrained.DEFAULT_DETECTOR_NAME / "1")
+    batch = np.stack([np.asarray(Image.open(p), np.float32) / 255.0 for p in crops])
+    np.testing.assert_allclose(offline, served.fake_probability(batch), atol=1e-5)

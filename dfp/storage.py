@@ -135,7 +135,7 @@ class ObjectStore:
         try:
             response = self._client.get_object(self.bucket(kind), key)
         except S3Error as exc:
-            raise self._translate(exc, key)
+            raise self._translate(exc, key) from exc
         try:
             return response.read(), response.headers.get("ETag", "").strip('"')
         finally:
@@ -150,7 +150,7 @@ class ObjectStore:
         try:
             response = self._client.get_object(self.bucket(kind), key)
         except S3Error as exc:
-            raise self._translate(exc, key)
+            raise self._translate(exc, key) from exc
         try:
             yield from response.stream(chunk_size)
         finally:
@@ -161,7 +161,7 @@ class ObjectStore:
         try:
             self._client.fget_object(self.bucket(kind), key, os.fspath(path))
         except S3Error as exc:
-            raise self._translate(exc, key)
+            raise self._translate(exc, key) from exc
 
     def delete(self, kind: str, key: str) -> None:
         self._client.remove_object(self.bucket(kind), key)

@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+HELM := .build/tools/helm
 export DFP_SHARED_DIR ?= $(abspath ../shared)
 
 .PHONY: install protos test demo bench client-wheel clean
@@ -21,7 +22,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 protos: install
 	$(PY) scripts/gen_protos.py
 
-test: install protos
+# The real helm binary, for the chart tests.
+$(HELM):
+	scripts/install_helm.sh $(dir $(HELM))
+
+test: install protos $(HELM)
 	$(PY) -m pytest -q
 
 demo: install protos

@@ -1,0 +1,113 @@
+"""The Helm chart, rendered by the real helm binary and validated against the Kubernetes schemas."""
+
+import os
+import pathlib
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+CHART = REPO / "helm" / "dfp"
+HELM = os.environ.get("DFP_HELM", str(REPO / ".build" / "tools" / "helm"))
+SCENARIOS = [None, *sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))]
+KUBERNETES_VERSIONS = ["1.25.0", "1.30.0", "1.37.0"]
+
+
+def helm(*args, check=True):
+    return subprocess.run([HELM, *args], capture_output=True, text=True, check=check)
+
+
+def render(values_file=None, *sets):
+    args = ["template", "release", str(CHART), "--namespace", "dfp"]
+    if values_file:
+        args += ["-f", str(CHART / "ci" / values_file)]
+    for item in sets:
+        args += ["--set", item]
+    return [doc for doc in yaml.safe_load_all(helm(*args).stdout) if doc]
+
+
+@pytest.mark.parametrize("values_file", SCENARIOS, ids=lambda v: v or "defaults")
+def test_chart_lints_strictly_and_every_manifest_validates(values_file):
+    args = ["lint", "--strict", str(CHART)] + (["-f", str(CHART / "ci" / values_file)] if values_file else [])
+    result = helm(*args, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for doc in render(values_file):
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
+
+
+def by_kind(docs, kind):
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def container(deployment, name):
+    return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == name)
+
+
+def test_gpu_values_request_a_quoted_gpu_and_schedule_on_gpu_nodes():
+    docs = render("gpu-values.yaml")
+    detector = by_kind(docs, "Deployment")["release-dfp-detector"]
+    assert container(detector, "tf-serving")["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert detector["spec"]["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert any(t["key"] == "nvidia.com/gpu" for t in detector["spec"]["template"]["spec"]["tolerations"])
+    assert "nvidia.com/gpu: \"1\"" in helm("template", "r", str(CHART), "-f", str(CHART / "ci" / "gpu-values.yaml")).stdout
+
+
+def test_cpu_only_values_request_no_gpu():
+    docs = render("cpu-only-values.yaml")
+    detector = by_kind(docs, "Deployment")["release-dfp-detector"]
+    assert "nvidia.com/gpu" not in str(detector)
+    assert container(detector, "tf-serving")["image"] == "tensorflow/serving:2.18.0"
+    assert not by_kind(docs, "HorizontalPodAutoscaler")
+
+
+def test_selectors_are_the_minimal_labels_and_match_the_pods():
+    for deployment in by_kind(render(), "Deployment").values():
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert set(selector) == {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"}
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_gateway_probes_use_grpc_health_and_reads_s3_credentials_from_a_secret():
+    docs = render()
+    gateway = container(by_kind(docs, "Deployment")["release-dfp-gateway"], "gateway")
+    assert gateway["readinessProbe"]["grpc"]["port"] == 50051
+    env = {e["name"]: e for e in gateway["env"]}
+    assert env["DFP_S3_SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "release-dfp-s3"
+    assert env["DFP_DETECTOR_TARGET"]["value"] == "release-dfp-detector:8500"
+    secret = by_kind(docs, "Secret")["release-dfp-s3"]
+    assert set(secret["data"]) == {"accessKey", "secretKey"}
+
+
+def test_external_s3_uses_the_given_secret_and_runs_no_minio():
+    docs = render("external-s3-values.yaml")
+    assert not by_kind(docs, "StatefulSet") and not by_kind(docs, "Secret")
+    gateway = container(by_kind(docs, "Deployment")["release-dfp-gateway"], "gateway")
+    env = {e["name"]: e for e in gateway["env"]}
+    assert env["DFP_S3_ENDPOINT"]["value"] == "s3.eu-west-1.amazonaws.com"
+    assert env["DFP_S3_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "dfp-s3-credentials"
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ("detector.gpu.count=1", "want string"),
+        ("gateway.replicas=3", "additional properties"),
+        ("storage.mode=external", "minLength"),
+        ("detector.image.pullPolicy=Sometimes", "must be one of"),
+        ("gateway.env.PATH=/tmp", "PATH"),
+    ],
+)
+def test_bad_values_fail_at_install_time(bad, message):
+    result = helm("template", "release", str(CHART), "--set", bad, check=False)
+    assert result.returncode != 0 and message in result.stderr
+
+
+def test_dockerfiles_pin_their_bases_and_drop_root():
+    for dockerfile in (REPO / "docker").glob("*.Dockerfile"):
+        lines = dockerfile.read_text().splitlines()
+        bases = [line.split()[1] for line in lines if line.startswith("FROM ")]
+        assert bases and all(":" in b and not b.endswith(":latest") for b in bases), dockerfile
+        assert any(line.startswith("USER ") and line.split()[1] not in ("root", "0") for line in lines), dockerfile

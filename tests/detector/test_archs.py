@@ -5,7 +5,7 @@ from services.detector import archs
 from services.detector.weights import read_h5_weights
 
 
-@pytest.mark.parametrize("arch", ["meso4", "mesoinception4"])
+@pytest.mark.parametrize("arch", ["meso4", "mesoinception4", "resnet"])
 def test_arch_maps_a_batch_of_images_to_one_probability_each(arch):
     model = archs.build(arch)
     out = model(np.zeros((2, 256, 256, 3), np.float32), training=False).numpy()
@@ -26,4 +26,4 @@ def test_layer_names_are_the_ones_stored_in_the_published_weights(arch, filename
 
 def test_unknown_arch_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="meso4"):
-        archs.build("resnet")
+        archs.build("vgg16")

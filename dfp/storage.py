@@ -163,6 +163,15 @@ class ObjectStore:
         except S3Error as exc:
             raise self._translate(exc, key) from exc
 
+    def exists(self, kind: str, key: str) -> bool:
+        try:
+            self._client.stat_object(self.bucket(kind), key)
+            return True
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return False
+            raise
+
     def delete(self, kind: str, key: str) -> None:
         self._client.remove_object(self.bucket(kind), key)
 

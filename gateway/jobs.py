@@ -78,7 +78,6 @@ class JobRecord:
     kind: str
     request: str
     operation: str
-    cancel_requested: bool = False
     lease_owner: str = ""
     lease_expires: float = 0.0
     etag: str = dataclasses.field(default="", compare=False)
@@ -184,6 +183,7 @@ class JobStore:
         record.etag = self._store.put_conditional(JOBS, self._key(record.team, record.id), record.to_json(), if_match=record.etag)
         if record.get_operation().done:
             self._store.delete(JOBS, self._queue_key(record.team, record.id))
+            self._store.delete(JOBS, self._cancel_key(record.team, record.id))
         return record
 
     def update(self, team: str, name: str, change: Callable[[JobRecord], None]) -> JobRecord:
@@ -221,15 +221,25 @@ class JobStore:
             raise FailedPrecondition(f"{name} is still running; cancel it first")
         self._store.delete(JOBS, self._key(team, record.id))
 
+    def _cancel_key(self, team: str, job_id: str) -> str:
+        return f"{storage.team_prefix(team)}cancel/{job_id}"
+
     def cancel(self, team: str, name: str) -> JobRecord:
-        def request_cancel(record: JobRecord) -> None:
-            if record.get_operation().done:
-                return
-            record.cancel_requested = True
-            if record.metadata().state == jobs_pb2.QUEUED:
+        """Asks a job to stop. A queued job ends CANCELLED now; a running one at its worker's next
+        progress report. The request is its own object, so a busy worker's writes never starve it."""
+        record = self.get(team, name)
+        if record.get_operation().done:
+            return record
+        self._store.put_bytes(JOBS, self._cancel_key(team, record.id), b"")
+
+        def cancel_if_queued(record: JobRecord) -> None:
+            if not record.get_operation().done and record.metadata().state == jobs_pb2.QUEUED:
                 _finish(record, error=(code_pb2.CANCELLED, "cancelled before it started"), state=jobs_pb2.CANCELLED)
 
-        return self.update(team, name, request_cancel)
+        return self.update(team, name, cancel_if_queued)
+
+    def cancel_requested(self, record: JobRecord) -> bool:
+        return self._store.exists(JOBS, self._cancel_key(record.team, record.id))
 
     def pending(self) -> list[tuple[str, str]]:
         """(team, id) of every job not yet done, across teams."""
@@ -313,10 +323,10 @@ class JobContext:
         now = time.time()
         if not force and now - self._last_write < min(1.0, self._lease_s / 4):
             return
+        if self._jobs.cancel_requested(self._record):
+            raise JobCancelled()
         for _ in range(10):
             record = self._record
-            if record.cancel_requested:
-                raise JobCancelled()
             operation = record.get_operation()
             metadata = record.metadata()
             metadata.items_done, metadata.items_total = done, total

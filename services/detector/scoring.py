@@ -25,11 +25,13 @@ _ARCH_BY_PREFIX = (("mesoinception", "mesoinception4"), ("meso4", "meso4"))
 
 
 def arch_for_weights(path: str | os.PathLike) -> str | None:
-    """The architecture of a weight file: from the training run beside it, else from its name."""
+    """The architecture of a weight file: from the training run or model card beside it, else its name."""
     path = pathlib.Path(path)
-    run = path.parent / "run.json"
+    run, card = path.parent / "run.json", path.parent / "card.json"
     if run.exists():
         return json.loads(run.read_text())["config"]["arch"]
+    if card.exists():
+        return json.loads(card.read_text())["architecture"]
     stem = path.name.lower()
     for prefix, arch in _ARCH_BY_PREFIX:
         if stem.startswith(prefix):

@@ -88,6 +88,7 @@ def export(arch, weights, base_path, name, version):
       dfp detector export --base-path /models                 # the default detector, as model `detector`
       dfp detector export --arch meso4 --base-path /models    # Meso4 with the published DF weights
     """
+    import dfp.faces  # noqa: F401  before TensorFlow: see dfp.faces
     from services.detector import archs, pretrained, scoring
     from services.detector.calibration import Platt
     from services.detector.export import export_version

@@ -31,3 +31,10 @@ def test_score_without_weights_gives_the_served_calibrated_probability(model_bas
     served = scoring.Detector.from_saved_model(model_base_path / pretrained.DEFAULT_DETECTOR_NAME / "1")
     batch = np.stack([np.asarray(Image.open(p), np.float32) / 255.0 for p in crops])
     np.testing.assert_allclose(offline, served.fake_probability(batch), atol=1e-5)
+
+
+def test_export_without_arguments_writes_the_default_detector_as_a_tf_serving_version(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "dfp.cli.main", "detector", "export", "--base-path", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / pretrained.DEFAULT_DETECTOR_NAME / "1" / "saved_model.pb").exists()

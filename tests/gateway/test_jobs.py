@@ -24,6 +24,12 @@ def request():
     return detection_pb2.DetectVideoRequest(media="media/abcdefghijklmnopqrstuvwxyz")
 
 
+def wait_until_done(jobs, names, timeout_s=30):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not all(jobs.get("team-a", n).get_operation().done for n in names):
+        time.sleep(0.1)
+
+
 def test_conditional_writes_let_only_one_writer_win(store):
     etag = store.put_conditional("jobs", "k.json", b"{}")
     with pytest.raises(PreconditionFailed):
@@ -50,9 +56,7 @@ def test_a_job_runs_exactly_once_with_several_workers(store):
     for runner in runners:
         runner.start()
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not all(jobs.get("team-a", j.name).get_operation().done for j in created):
-            time.sleep(0.1)
+        wait_until_done(jobs, [j.name for j in created])
     finally:
         for runner in runners:
             runner.stop()
@@ -75,9 +79,7 @@ def test_a_job_whose_worker_died_is_taken_over_after_its_lease(store):
     runner = JobRunner(jobs, kinds, workers=1, lease_s=10, poll_s=0.05)
     runner.start()
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not jobs.get("team-a", job.name).get_operation().done:
-            time.sleep(0.1)
+        wait_until_done(jobs, [job.name])
     finally:
         runner.stop()
     record = jobs.get("team-a", job.name)
@@ -107,9 +109,7 @@ def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(store):
     try:
         assert started.wait(20)
         jobs.cancel("team-a", running.name)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not jobs.get("team-a", running.name).get_operation().done:
-            time.sleep(0.1)
+        wait_until_done(jobs, [running.name])
     finally:
         runner.stop()
     operation = jobs.get("team-a", running.name).get_operation()
@@ -145,9 +145,7 @@ def test_a_stopping_worker_gives_its_job_back_for_another_to_finish(store):
     second = JobRunner(jobs, kinds, workers=1, lease_s=60, poll_s=0.05)
     second.start()
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not jobs.get("team-a", job.name).get_operation().done:
-            time.sleep(0.1)
+        wait_until_done(jobs, [job.name])
     finally:
         second.stop()
     final = jobs.get("team-a", job.name)

@@ -83,6 +83,17 @@ def _call(fn, *args, **kwargs):
         raise ApiError(exc.code(), exc.details() or "") from None
 
 
+def _paged(fetch: Callable[[str], Message], field: str) -> Iterator:
+    """Every item of a paginated List method, fetching the next page while the token is not empty."""
+    token = ""
+    while True:
+        page = fetch(token)
+        yield from getattr(page, field)
+        token = page.next_page_token
+        if not token:
+            return
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -187,14 +198,9 @@ class Client:
 
     def list_media(self, page_size: int = 0, timeout_s: float | None = None) -> Iterator[media_pb2.Media]:
         """Every media of the team, fetching pages as it goes."""
-        token = ""
-        while True:
-            page = _call(self._media.ListMedia, media_pb2.ListMediaRequest(page_size=page_size, page_token=token),
-                         timeout=self._timeout(timeout_s))
-            yield from page.media
-            token = page.next_page_token
-            if not token:
-                return
+        yield from _paged(lambda token: _call(
+            self._media.ListMedia, media_pb2.ListMediaRequest(page_size=page_size, page_token=token),
+            timeout=self._timeout(timeout_s)), "media")
 
     def delete_media(self, name: str, timeout_s: float | None = None) -> None:
         _call(self._media.DeleteMedia, media_pb2.DeleteMediaRequest(name=name), timeout=self._timeout(timeout_s))
@@ -239,15 +245,9 @@ class Client:
                      timeout=self._timeout(timeout_s))
 
     def list_operations(self, page_size: int = 0, timeout_s: float | None = None) -> Iterator[operations_pb2.Operation]:
-        token = ""
-        while True:
-            page = _call(self._operations.ListOperations,
-                         operations_pb2.ListOperationsRequest(page_size=page_size, page_token=token),
-                         timeout=self._timeout(timeout_s))
-            yield from page.operations
-            token = page.next_page_token
-            if not token:
-                return
+        yield from _paged(lambda token: _call(
+            self._operations.ListOperations, operations_pb2.ListOperationsRequest(page_size=page_size, page_token=token),
+            timeout=self._timeout(timeout_s)), "operations")
 
     def cancel_operation(self, name: str, timeout_s: float | None = None) -> None:
         _call(self._operations.CancelOperation, operations_pb2.CancelOperationRequest(name=name),

@@ -204,16 +204,15 @@ class JobStore:
         records = []
         last_key = None
         for item in self._store.list(JOBS, prefix, start_after=after):
+            if len(records) == size:
+                return records, encode_page_token(last_key)
             job_id = item.key[len(prefix):].removesuffix(".json")
             try:
                 records.append(self._read(team, job_id))
             except NotFound:
                 continue
             last_key = item.key
-            if len(records) == size:
-                break
-        more = len(records) == size and next(iter(self._store.list(JOBS, prefix, start_after=last_key)), None) is not None
-        return records, encode_page_token(last_key) if more else ""
+        return records, ""
 
     def delete(self, team: str, name: str) -> None:
         record = self.get(team, name)
@@ -325,46 +324,22 @@ class JobContext:
             return
         if self._jobs.cancel_requested(self._record):
             raise JobCancelled()
-        for _ in range(10):
-            record = self._record
-            operation = record.get_operation()
-            metadata = record.metadata()
-            metadata.items_done, metadata.items_total = done, total
-            metadata.update_time.CopyFrom(_timestamp(now))
-            _with_metadata(operation, metadata)
-            record.set_operation(operation)
-            record.lease_expires = now + self._lease_s
-            try:
-                self._record = self._jobs.write(record)
-                self._last_write = now
-                return
-            except PreconditionFailed:
-                self._reload()
-        raise LeaseLost()
 
-    def _reload(self) -> None:
-        record = self._jobs._read(self._record.team, self._record.id)
-        if record.lease_owner != self._owner or record.get_operation().done:
-            raise LeaseLost()
-        self._record = record
+        def report(record: JobRecord, metadata: jobs_pb2.JobMetadata) -> None:
+            metadata.items_done, metadata.items_total = done, total
+            record.lease_expires = now + self._lease_s
+
+        self._write(report)
+        self._last_write = now
 
     def release(self) -> None:
         """Gives the job back to the queue at once, for another worker to take without waiting for the lease."""
-        for _ in range(10):
-            record = self._record
-            operation = record.get_operation()
-            metadata = record.metadata()
+
+        def requeue(record: JobRecord, metadata: jobs_pb2.JobMetadata) -> None:
             metadata.state = jobs_pb2.QUEUED
-            metadata.update_time.CopyFrom(_timestamp(time.time()))
-            _with_metadata(operation, metadata)
-            record.set_operation(operation)
             record.lease_owner, record.lease_expires = "", 0.0
-            try:
-                self._jobs.write(record)
-                return
-            except PreconditionFailed:
-                self._reload()
-        raise LeaseLost()
+
+        self._write(requeue)
 
     def finish(self, *, response: Message | None = None, error: tuple[int, str] | None = None, state: int) -> None:
         for _ in range(10):
@@ -375,6 +350,30 @@ class JobContext:
             except PreconditionFailed:
                 self._reload()
         raise LeaseLost()
+
+    def _write(self, change: Callable[[JobRecord, jobs_pb2.JobMetadata], None]) -> None:
+        """Applies `change` to our record and writes it; on a conflict, re-reads and tries again while
+        the lease is still ours (LeaseLost otherwise)."""
+        for _ in range(10):
+            record = self._record
+            operation = record.get_operation()
+            metadata = record.metadata()
+            change(record, metadata)
+            metadata.update_time.CopyFrom(_timestamp(time.time()))
+            _with_metadata(operation, metadata)
+            record.set_operation(operation)
+            try:
+                self._record = self._jobs.write(record)
+                return
+            except PreconditionFailed:
+                self._reload()
+        raise LeaseLost()
+
+    def _reload(self) -> None:
+        record = self._jobs._read(self._record.team, self._record.id)
+        if record.lease_owner != self._owner or record.get_operation().done:
+            raise LeaseLost()
+        self._record = record
 
 
 @dataclasses.dataclass(frozen=True)

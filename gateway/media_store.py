@@ -201,6 +201,9 @@ class MediaStore:
         for item in self._store.list(MEDIA, prefix, start_after=after):
             if not item.key.endswith("/media.json"):
                 continue
+            if len(records) == size:
+                # One more record exists past this page: hand out a token for it.
+                return records, encode_page_token(last_key)
             try:
                 value, _ = self._store.get_json(MEDIA, item.key)
             except NotFound:
@@ -209,12 +212,7 @@ class MediaStore:
             last_key = item.key
             if not record.expired(now):
                 records.append(record)
-            if len(records) == size:
-                break
-        more = len(records) == size and last_key is not None and next(
-            iter(self._store.list(MEDIA, prefix, start_after=last_key)), None
-        ) is not None
-        return records, encode_page_token(last_key) if more else ""
+        return records, ""
 
     def delete(self, team: str, name: str) -> None:
         record = self.get(team, name)

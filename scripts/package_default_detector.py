@@ -83,7 +83,7 @@ def main() -> None:
     root = pathlib.Path(card["data"]["root"])
     val = datasets.load_split(root, "val")
     original = scoring.Detector.from_h5(pretrained.default_weights("meso4"))
-    original_score = original.fake_probability(val.images.astype("float32") / 255.0)
+    original_score = original.fake_probability(val.images)
     card["comparison"] = {"Meso4_DF": evaluation.metrics(val.fake, original_score).as_dict()}
     card["name"] = pretrained.DEFAULT_DETECTOR_NAME
     card["data"].pop("root")

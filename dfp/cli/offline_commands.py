@@ -173,8 +173,6 @@ def evaluate_command(data, weights_list, arch, split, threshold, limit, out, as_
     Example:
       dfp detector evaluate --data ../shared/data/dfdc-faces --weights Meso4_DF.h5 --weights runs/resnet/best.h5 --out eval/
     """
-    import numpy as np
-
     import dfp.faces  # noqa: F401  before TensorFlow: see dfp.faces
     from services.detector import evaluation, scoring
     from services.detector.training import dataset as datasets
@@ -183,7 +181,7 @@ def evaluate_command(data, weights_list, arch, split, threshold, limit, out, as_
     curves = {}
     for weights in weights_list:
         detector = scoring.Detector.load(weights, arch)
-        score = detector.fake_probability(np.asarray(faces.images, np.float32) / 255.0)
+        score = detector.fake_probability(faces.images)
         result = evaluation.metrics(faces.fake, score, threshold).as_dict()
         videos = [s.source_video for s in faces.samples]
         if len(set(zip(videos, faces.fake.tolist()))) < len(videos):

@@ -48,6 +48,17 @@ class Detector:
         self.description = description
 
     @classmethod
+    def from_keras(cls, model, calibration: Platt | None = None, description: str = "") -> "Detector":
+        """A Keras detector (sigmoid = real); raw probability of fake unless a calibration is given."""
+
+        def predict(batch: np.ndarray) -> np.ndarray:
+            real = model(batch, training=False).numpy().reshape(-1)
+            fake = 1.0 - real.astype(np.float64)
+            return (calibration.apply(fake) if calibration else fake).astype(np.float32)
+
+        return cls(predict, model.input_shape[1], description or model.name)
+
+    @classmethod
     def from_h5(cls, path: str | os.PathLike, arch: str | None = None, calibration: Platt | None = None,
                 description: str | None = None) -> "Detector":
         """Raw .h5 weights give the raw probability unless a calibration is given."""
@@ -56,13 +67,7 @@ class Detector:
             raise ValueError(f"cannot tell the architecture of {path}; pass --arch")
         model = archs.build(arch)
         load_h5_weights(model, path)
-
-        def predict(batch: np.ndarray) -> np.ndarray:
-            real = model(batch, training=False).numpy().reshape(-1)
-            fake = 1.0 - real.astype(np.float64)
-            return (calibration.apply(fake) if calibration else fake).astype(np.float32)
-
-        return cls(predict, model.input_shape[1], description or f"{arch}:{pathlib.Path(path).name}")
+        return cls.from_keras(model, calibration, description or f"{arch}:{pathlib.Path(path).name}")
 
     @classmethod
     def platform_default(cls) -> "Detector":
@@ -93,9 +98,17 @@ class Detector:
         return cls.from_h5(weights, arch)
 
     def fake_probability(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Probability of fake per crop: float32 in [0, 1], or uint8 crops (scaled by 1/255 one chunk
+        at a time, so a whole dataset never sits in memory as float32)."""
         if len(batch) == 0:
             return np.zeros((0,), np.float32)
-        return np.concatenate([self._predict(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
+        chunks = []
+        for start in range(0, len(batch), batch_size):
+            chunk = batch[start : start + batch_size]
+            if chunk.dtype == np.uint8:
+                chunk = chunk.astype(np.float32) / 255.0
+            chunks.append(self._predict(chunk))
+        return np.concatenate(chunks)
 
 
 @dataclasses.dataclass(frozen=True)

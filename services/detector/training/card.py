@@ -9,7 +9,8 @@ import keras
 
 from services.detector import archs, calibration, evaluation
 from services.detector.training import dataset as datasets
-from services.detector.training.train import code_version, predict_fake
+from services.detector.scoring import Detector
+from services.detector.training.train import code_version
 from services.detector.weights import load_h5_weights
 
 
@@ -24,7 +25,7 @@ def calibrated_card(run_dir: pathlib.Path, data_root: pathlib.Path | None, comma
     load_h5_weights(model, run_dir / "best.h5")
     root = data_root or pathlib.Path(run["config"]["data"])
     val = datasets.load_split(root, "val")
-    raw = predict_fake(model, val.images)
+    raw = Detector.from_keras(model).fake_probability(val.images, batch_size=64)
     platt = calibration.fit_platt(val.fake, raw)
     calibrated = platt.apply(raw)
     card = {

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from services.detector import archs, evaluation
+from services.detector.scoring import Detector
 from services.detector.training import dataset as datasets
 from services.detector.training.augment import AugmentConfig, augment
 from services.detector.weights import load_h5_weights, save_h5_weights
@@ -85,15 +86,6 @@ def _train_dataset(split: datasets.Split, config: TrainConfig, epoch: int) -> tf
     )
 
 
-def predict_fake(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Probability of fake (1 - the network's real output) for uint8 images."""
-    scores = []
-    for start in range(0, len(images), batch_size):
-        batch = np.asarray(images[start : start + batch_size], np.float32) / 255.0
-        scores.append(1.0 - model(batch, training=False).numpy().reshape(-1))
-    return np.concatenate(scores)
-
-
 def train(config: TrainConfig, resume: bool = False) -> dict:
     out = pathlib.Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +121,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         began = time.time()
         history = model.fit(_train_dataset(train_split, config, epoch), epochs=1, verbose=0)
         trained = time.time()
-        scores = predict_fake(model, val_split.images)
+        scores = Detector.from_keras(model).fake_probability(val_split.images, batch_size=64)
         auc = evaluation.roc_auc(val_split.fake, scores)
         record = {"epoch": epoch + 1, "loss": float(history.history["loss"][-1]), "val_auc": auc,
                   "train_seconds": round(trained - began, 1), "val_seconds": round(time.time() - trained, 1)}

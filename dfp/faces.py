@@ -54,9 +54,12 @@ def resize_to_model_input(rgb: np.ndarray, size: int = MODEL_INPUT_SIZE) -> np.n
     return rgb.astype(np.float32) / 255.0
 
 
-def crop_face(rgb: np.ndarray, box: tuple[float, float, float, float], margin: float = DEFAULT_MARGIN) -> np.ndarray:
-    """A square crop around `box`, grown by `margin`, shifted to stay inside the image where it fits."""
-    height, width = rgb.shape[:2]
+def square_crop_box(
+    box: tuple[float, float, float, float], image_size: tuple[int, int], margin: float = DEFAULT_MARGIN
+) -> tuple[int, int, int]:
+    """(left, top, side) of the square around `box` grown by `margin`, shifted to stay inside an
+    image of (height, width) where it fits."""
+    height, width = image_size
     x_min, y_min, x_max, y_max = box
     side = max(x_max - x_min, y_max - y_min) * (1.0 + 2.0 * margin)
     side = max(1, min(int(round(side)), width, height))
@@ -65,6 +68,12 @@ def crop_face(rgb: np.ndarray, box: tuple[float, float, float, float], margin: f
     top = int(round(center_y - side / 2.0))
     left = min(max(left, 0), width - side)
     top = min(max(top, 0), height - side)
+    return left, top, side
+
+
+def crop_face(rgb: np.ndarray, box: tuple[float, float, float, float], margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """A square crop around `box`, grown by `margin`, shifted to stay inside the image where it fits."""
+    left, top, side = square_crop_box(box, rgb.shape[:2], margin)
     return rgb[top : top + side, left : left + side]
 
 

@@ -224,3 +224,121 @@ def sample_frames(
                     next_time += step if step > 0 else 1.0
         except av.error.FFmpegError as exc:
             raise InvalidMedia(f"video is corrupt past frame {emitted}: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoStreamInfo:
+    frames_per_second: float
+    frame_count: int  # as the container states it; 0 when unknown
+    width: int
+    height: int
+    has_audio: bool
+
+
+def video_stream_info(path: str | os.PathLike) -> VideoStreamInfo:
+    import av
+
+    try:
+        with av.open(os.fspath(path), mode="r") as container:
+            if not container.streams.video:
+                raise InvalidMedia(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            rate = float(stream.average_rate or stream.guessed_rate or 25)
+            return VideoStreamInfo(rate, int(stream.frames or 0), stream.width, stream.height,
+                                   bool(container.streams.audio))
+    except av.error.FFmpegError as exc:
+        raise InvalidMedia(f"{path}: not a readable video: {exc}") from None
+
+
+def iter_video_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Every frame of the first video stream as RGB uint8, one decoded frame in memory at a time."""
+    import av
+
+    emitted = 0
+    try:
+        with av.open(os.fspath(path), mode="r") as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+                emitted += 1
+    except av.error.FFmpegError as exc:
+        raise InvalidMedia(f"video is corrupt past frame {emitted}: {exc}") from None
+
+
+class VideoWriter:
+    """H.264 (yuv420p) MP4 writer, frame by frame; optionally copies another file's audio track.
+
+    Odd frame sides are cropped by one pixel (yuv420p needs even sides). ``metadata`` goes into the
+    container's tags. The file appears at ``path`` only when ``close`` succeeds.
+    """
+
+    def __init__(self, path: str | os.PathLike, frames_per_second: float, *, audio_from: str | os.PathLike | None = None,
+                 metadata: dict[str, str] | None = None, crf: int = 18):
+        import av
+        from fractions import Fraction
+
+        self._path = os.fspath(path)
+        self._tmp_path = f"{self._path}.partial.mp4"
+        # Without use_metadata_tags the MP4 muxer keeps only the tags it knows and drops ours.
+        self._container = av.open(self._tmp_path, mode="w", format="mp4",
+                                  container_options={"movflags": "+use_metadata_tags"})
+        for key, value in (metadata or {}).items():
+            self._container.metadata[key] = value
+        self._rate = Fraction(frames_per_second).limit_denominator(1001)
+        self._stream = None
+        self._crf = crf
+        # Every stream must exist before the first packet is written: the audio one is added now.
+        self._audio_source = self._audio_in = self._audio_out = None
+        if audio_from is not None:
+            self._audio_source = av.open(os.fspath(audio_from), mode="r")
+            if self._audio_source.streams.audio:
+                self._audio_in = self._audio_source.streams.audio[0]
+                self._audio_out = self._container.add_stream_from_template(self._audio_in)
+
+    def write(self, rgb: np.ndarray) -> None:
+        import av
+
+        height, width = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
+        if self._stream is None:
+            self._stream = self._container.add_stream("libx264", rate=self._rate)
+            self._stream.width, self._stream.height = width, height
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.options = {"crf": str(self._crf), "preset": "veryfast"}
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:height, :width]), format="rgb24")
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def _copy_audio(self) -> None:
+        for packet in self._audio_source.demux(self._audio_in):
+            if packet.dts is None:
+                continue
+            packet.stream = self._audio_out
+            self._container.mux(packet)
+
+    def _close_audio_source(self) -> None:
+        if self._audio_source is not None:
+            self._audio_source.close()
+            self._audio_source = None
+
+    def close(self) -> None:
+        if self._stream is None:
+            self.abort()
+            raise InvalidMedia("no frames were written")
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            if self._audio_out is not None:
+                self._copy_audio()
+            self._container.close()
+        finally:
+            self._close_audio_source()
+        os.replace(self._tmp_path, self._path)
+
+    def abort(self) -> None:
+        try:
+            self._close_audio_source()
+            self._container.close()
+        finally:
+            if os.path.exists(self._tmp_path):
+                os.unlink(self._tmp_path)

@@ -1,0 +1,1 @@
+"""Creator networks in plain PyTorch: no file I/O, no serving, no device choice."""

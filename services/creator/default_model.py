@@ -1,0 +1,21 @@
+"""The platform's own small FOMM model, committed under models/creator/fomm-small-64/ (config,
+fp16 checkpoint in the published layout, model card), used when no checkpoint is given."""
+
+from __future__ import annotations
+
+import pathlib
+
+from services.creator import checkpoints
+
+NAME = "dfp-fomm-small-64"
+FOLDER = pathlib.Path(__file__).resolve().parents[2] / "models" / "creator" / "fomm-small-64"
+CONFIG = FOLDER / "config.yaml"
+CHECKPOINT = FOLDER / "checkpoint.pth.tar"
+
+
+def load() -> checkpoints.FommModel:
+    if not CHECKPOINT.exists():
+        raise FileNotFoundError(
+            f"the platform's animation model is missing ({CHECKPOINT}); restore it from git, or pass --config and --checkpoint"
+        )
+    return checkpoints.load_model(CONFIG, CHECKPOINT)

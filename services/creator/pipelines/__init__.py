@@ -1,0 +1,1 @@
+"""Creator pipelines: what handlers, batch jobs, the CLI and tests all call."""

@@ -1,0 +1,1 @@
+"""Training the platform's own FOMM model at small scale."""

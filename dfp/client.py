@@ -29,7 +29,17 @@ from google.protobuf.message import Message
 
 from dfp.config import ClientSettings
 from dfp.grpc_util import MAX_MESSAGE_BYTES
-from dfp.v1 import detection_pb2, detection_pb2_grpc, jobs_pb2, jobs_pb2_grpc, media_pb2, media_pb2_grpc
+from dfp.v1 import (
+    common_pb2,
+    creation_pb2,
+    creation_pb2_grpc,
+    detection_pb2,
+    detection_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    media_pb2,
+    media_pb2_grpc,
+)
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -40,6 +50,7 @@ _RETRIED_METHODS = [
     {"service": "dfp.v1.MediaService", "method": "DownloadMedia"},
     {"service": "dfp.v1.DetectionService", "method": "DetectImage"},
     {"service": "dfp.v1.DetectionService", "method": "DetectVideo"},
+    {"service": "dfp.v1.CreationService", "method": "AnimateImage"},
     {"service": "google.longrunning.Operations", "method": "GetOperation"},
     {"service": "google.longrunning.Operations", "method": "ListOperations"},
     {"service": "google.longrunning.Operations", "method": "WaitOperation"},
@@ -118,6 +129,7 @@ class Client:
         )
         self._media = media_pb2_grpc.MediaServiceStub(self._channel)
         self._detection = detection_pb2_grpc.DetectionServiceStub(self._channel)
+        self._creation = creation_pb2_grpc.CreationServiceStub(self._channel)
         self._operations = operations_pb2_grpc.OperationsStub(self._channel)
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
 
@@ -237,6 +249,30 @@ class Client:
             media=media, options=options, sampling=sampling, request_id=request_id or str(uuid.uuid4())
         )
         return _call(self._detection.DetectVideo, request, timeout=self._timeout(timeout_s))
+
+    def animate_image(
+        self,
+        source_media: str,
+        driving_media: str,
+        *,
+        mode: str = "relative",
+        model: str = "",
+        no_face_crop: bool = False,
+        return_crop: bool = False,
+        best_initial_frame: bool = False,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> operations_pb2.Operation:
+        """Queues an animation job (FOMM) and returns its operation at once."""
+        modes = {"relative": creation_pb2.RELATIVE, "absolute": creation_pb2.ABSOLUTE}
+        if mode not in modes:
+            raise ValueError(f"mode must be relative or absolute, got {mode!r}")
+        request = creation_pb2.AnimateImageRequest(
+            source_media=source_media, driving_media=driving_media, mode=modes[mode],
+            model=common_pb2.ModelSpec(name=model), no_face_crop=no_face_crop, return_crop=return_crop,
+            best_initial_frame=best_initial_frame, request_id=request_id or str(uuid.uuid4()),
+        )
+        return _call(self._creation.AnimateImage, request, timeout=self._timeout(timeout_s))
 
     # Operations
 

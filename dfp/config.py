@@ -107,6 +107,11 @@ class GatewaySettings:
     default_detector: str
     default_team: str
     detector_timeout_s: float
+    creator_target: str
+    default_animation_model: str
+    creator_timeout_s: float
+    animation_batch_size: int
+    animation_input_size: int
     job_workers: int
     job_lease_s: float
     job_poll_s: float
@@ -121,6 +126,11 @@ class GatewaySettings:
             default_detector=_env("DFP_DEFAULT_DETECTOR", "detector"),
             default_team=_env("DFP_DEFAULT_TEAM", "default"),
             detector_timeout_s=_env_float("DFP_DETECTOR_TIMEOUT_S", 30.0),
+            creator_target=_env("DFP_CREATOR_TARGET", "127.0.0.1:7070"),
+            default_animation_model=_env("DFP_DEFAULT_ANIMATION_MODEL", "fomm"),
+            creator_timeout_s=_env_float("DFP_CREATOR_TIMEOUT_S", 120.0),
+            animation_batch_size=_env_int("DFP_ANIMATION_BATCH_SIZE", 16),
+            animation_input_size=_env_int("DFP_ANIMATION_INPUT_SIZE", 256),
             job_workers=_env_int("DFP_JOB_WORKERS", 2),
             job_lease_s=_env_float("DFP_JOB_LEASE_S", 30.0),
             job_poll_s=_env_float("DFP_JOB_POLL_S", 0.5),

@@ -1,6 +1,7 @@
-"""The platform on one machine: S3 server, detector model server and gateway as local processes.
+"""The platform on one machine: S3 server, detector model server, TorchServe with the animation
+model, and the gateway as local processes.
 
-Used by `make demo`, the integration tests and the benchmarks, so all three run the real servers the
+Used by `make demo`, the integration tests and the benchmarks, so all of them run the real servers the
 same way. Each process gets free ports on 127.0.0.1 and its logs in the stack's folder; `stop`
 ends them all (also when start fails half-way).
 """
@@ -42,10 +43,16 @@ def wait_healthy(target: str, service: str = "", timeout_s: float = 120.0, proce
 
 
 class LocalStack:
-    def __init__(self, workdir: pathlib.Path, model_base_path: pathlib.Path, extra_env: dict[str, str] | None = None):
+    """``animation_model`` is (config, checkpoint) of the FOMM model TorchServe serves as "fomm";
+    None leaves TorchServe out (animation jobs then fail with UNAVAILABLE)."""
+
+    def __init__(self, workdir: pathlib.Path, model_base_path: pathlib.Path, extra_env: dict[str, str] | None = None,
+                 animation_model: tuple[pathlib.Path, pathlib.Path] | None = None):
         self.workdir = pathlib.Path(workdir)
         self.model_base_path = pathlib.Path(model_base_path)
         self.extra_env = dict(extra_env or {})
+        self.animation_model = animation_model
+        self.torchserve = None
         self.s3 = LocalS3(self.workdir / "s3")
         self.model_server_target = f"127.0.0.1:{free_port()}"
         self.gateway_target = f"127.0.0.1:{free_port()}"
@@ -61,6 +68,7 @@ class LocalStack:
             "DFP_GATEWAY_LISTEN": self.gateway_target,
             "DFP_DETECTOR_TARGET": self.model_server_target,
             "DFP_GATEWAY": self.gateway_target,
+            **({"DFP_CREATOR_TARGET": self.torchserve.inference_target} if self.torchserve else {}),
             "PYTHONPATH": str(REPO),
             **self.extra_env,
         }
@@ -82,11 +90,22 @@ class LocalStack:
             self.s3.start()
             self.start_process("model_server", "services.detector.model_server", self.model_server_target,
                                "tensorflow.serving.PredictionService")
+            if self.animation_model is not None:
+                self.start_torchserve()
             self.start_gateway()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_torchserve(self) -> None:
+        from services.creator.serving.torchserve_process import TorchServe, build_archive
+
+        config, checkpoint = self.animation_model
+        store = self.workdir / "model-store"
+        build_archive(config, checkpoint, store, name="fomm")
+        self.torchserve = TorchServe(self.workdir / "torchserve", store, ["fomm=fomm.mar"])
+        self.torchserve.start()
 
     def start_gateway(self) -> None:
         self.start_process("gateway", "gateway", self.gateway_target, "dfp.v1.DetectionService")
@@ -105,6 +124,8 @@ class LocalStack:
     def stop(self) -> None:
         for name in list(self._processes)[::-1]:
             self.stop_process(name)
+        if self.torchserve is not None:
+            self.torchserve.stop()
         self.s3.stop()
 
     def __enter__(self) -> "LocalStack":

@@ -32,7 +32,7 @@ from dfp import storage
 from dfp.ids import new_id, parse_name
 from dfp.storage import JOBS, NotFound, ObjectStore, PreconditionFailed
 from dfp.v1 import jobs_pb2
-from gateway.errors import FailedPrecondition, InvalidArgument, ResourceNotFound
+from gateway.errors import ApiError, FailedPrecondition, InvalidArgument, ResourceNotFound
 from gateway.paging import decode_page_token, encode_page_token, page_size
 
 log = logging.getLogger(__name__)
@@ -450,6 +450,8 @@ class JobRunner:
             return
         except JobFailed as exc:
             outcome = {"error": (exc.code, str(exc)), "state": jobs_pb2.FAILED}
+        except ApiError as exc:
+            outcome = {"error": (exc.code.value[0], str(exc)), "state": jobs_pb2.FAILED}
         except Exception as exc:
             log.exception("%s failed", record.name)
             outcome = {"error": (code_pb2.INTERNAL, f"job failed: {exc}"), "state": jobs_pb2.FAILED}

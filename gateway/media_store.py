@@ -132,6 +132,26 @@ class MediaStore:
         log.info("stored %s for team %s: %s %d bytes", record.name, team, record.content_type, size)
         return record
 
+    def store_generated(self, team: str, path: pathlib.Path, display_name: str, labels: dict[str, str],
+                        media_id: str) -> MediaRecord:
+        """Stores a file the platform made (blob, then record) under a given id, so that a job that
+        runs again after a lost worker overwrites its own result instead of leaving a second one."""
+        digest = hashlib.sha256()
+        size = 0
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1024 * 1024), b""):
+                digest.update(chunk)
+                size += len(chunk)
+        info = self.probe(pathlib.Path(path))
+        request = UploadRequest(display_name=display_name, sha256=digest.hexdigest(), declared_size=size,
+                                retention=None, labels=labels)
+        record = dataclasses.replace(self._new_record(team, request, info, size, digest.hexdigest()), id=media_id)
+        self._store.put_file(MEDIA, storage.media_blob_key(team, record.id), os.fspath(path), info.content_type,
+                             metadata={"sha256": record.sha256})
+        self._store.put_json(MEDIA, storage.media_record_key(team, record.id), dataclasses.asdict(record))
+        log.info("stored generated %s for team %s: %s %d bytes", record.name, team, record.content_type, size)
+        return record
+
     def probe(self, path: pathlib.Path) -> media_lib.MediaInfo:
         """Type, dimensions and decodability of a file, within the limits."""
         with open(path, "rb") as f:

@@ -1,4 +1,4 @@
-"""Assembles the gateway: object store, media, jobs, detection, and the gRPC server around them."""
+"""Assembles the gateway: object store, media, jobs, detection, creation, and the gRPC server around them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from dfp.config import GatewaySettings
 from dfp.faces import FaceDetector
 from dfp.grpc_util import Server
 from dfp.storage import ObjectStore
-from dfp.v1 import detection_pb2_grpc, jobs_pb2_grpc, media_pb2_grpc
+from dfp.v1 import creation_pb2_grpc, detection_pb2_grpc, jobs_pb2_grpc, media_pb2_grpc
+from gateway.creation_servicer import ANIMATE_IMAGE, CreationServicer, animate_image_job
+from gateway.creator_client import CreatorClient
 from gateway.detection import DetectionPipeline
 from gateway.detection_servicer import DETECT_VIDEO, DetectionServicer, detect_video_job
 from gateway.detector_client import DetectorClient
@@ -35,10 +37,17 @@ class Gateway:
         self.media = MediaStore(self.store, settings.limits)
         self.jobs = JobStore(self.store)
         self.detector = DetectorClient(settings.detector_target, settings.detector_timeout_s)
-        pipeline = DetectionPipeline(self.detector, FaceDetector())
+        self.creator = CreatorClient(settings.creator_target, settings.creator_timeout_s)
+        face_detector = FaceDetector()
+        pipeline = DetectionPipeline(self.detector, face_detector)
         self.runner = JobRunner(
             self.jobs,
-            {DETECT_VIDEO: detect_video_job(pipeline, self.media, self.store, settings.default_detector)},
+            {
+                DETECT_VIDEO: detect_video_job(pipeline, self.media, self.store, settings.default_detector),
+                ANIMATE_IMAGE: animate_image_job(self.creator, self.media, face_detector, settings.limits,
+                                                 settings.default_animation_model, settings.animation_batch_size,
+                                                 settings.animation_input_size),
+            },
             workers=settings.job_workers,
             lease_s=settings.job_lease_s,
             poll_s=settings.job_poll_s,
@@ -52,6 +61,11 @@ class Gateway:
                     DetectionServicer(pipeline, self.media, self.jobs, self.runner, settings.limits,
                                       settings.default_detector, team_of),
                     "dfp.v1.DetectionService",
+                ),
+                (
+                    creation_pb2_grpc.add_CreationServiceServicer_to_server,
+                    CreationServicer(self.media, self.jobs, self.runner, settings.default_animation_model, team_of),
+                    "dfp.v1.CreationService",
                 ),
                 (operations_pb2_grpc.add_OperationsServicer_to_server, OperationsServicer(self.jobs, team_of),
                  "google.longrunning.Operations"),
@@ -75,6 +89,7 @@ class Gateway:
         self.server.stop()
         self.runner.stop()
         self.detector.close()
+        self.creator.close()
 
     def _sweep_loop(self) -> None:
         while not self._stop.wait(SWEEP_INTERVAL_S):

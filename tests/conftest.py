@@ -62,8 +62,19 @@ STACK_ENV = {
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, model_base_path):
-    with LocalStack(tmp_path_factory.mktemp("stack"), model_base_path, STACK_ENV) as running:
+def animation_model(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
+    """(config, checkpoint) of a tiny FOMM with random weights, for TorchServe in the stack."""
+    from services.creator import checkpoints
+    from tests.creator.test_fomm_archs import HERE, randomised, tiny_config
+
+    checkpoint = tmp_path_factory.mktemp("fomm") / "tiny.pth.tar"
+    checkpoints.save_checkpoint(randomised(checkpoints.build_networks(tiny_config()), seed=5), checkpoint)
+    return HERE / "tiny_fomm.yaml", checkpoint
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, model_base_path, animation_model):
+    with LocalStack(tmp_path_factory.mktemp("stack"), model_base_path, STACK_ENV, animation_model) as running:
         yield running
 
 

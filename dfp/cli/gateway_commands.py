@@ -1,4 +1,4 @@
-"""Commands that call the gateway: upload, detect, jobs, media."""
+"""Commands that call the gateway: upload, detect, animate, jobs, media."""
 
 from __future__ import annotations
 
@@ -139,6 +139,62 @@ def detect(client, target, model, model_version, threshold, no_face_crop, fps, f
     click.echo(f"  report: {result.result_uri}")
 
 
+def _media_name(client, value: str, quiet: bool) -> str:
+    """A stored media name as given, or the name of a local file once uploaded."""
+    if value.startswith("media/"):
+        return value
+    path = pathlib.Path(value)
+    if not path.is_file():
+        raise click.BadParameter(f"{value!r} is neither a file nor a media name (media/...)")
+    return _upload(client, path, quiet).name
+
+
+@click.command()
+@click.option("--source", required=True, help="Portrait image: a local file or a stored media name.")
+@click.option("--driving", required=True, help="Driving video: a local file or a stored media name.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
+              help="Download the result video here (default: leave it stored and print its name).")
+@click.option("--mode", type=click.Choice(["relative", "absolute"]), default="relative", show_default=True,
+              help="relative: movement relative to the first driving frame, scaled to the source; absolute: raw.")
+@click.option("--model", default="", help="Animation model (default: the platform's).")
+@click.option("--no-face-crop", is_flag=True, help="Use whole frames instead of face crops.")
+@click.option("--return-crop", is_flag=True, help="Return the animated face crop, not the pasted-back portrait.")
+@click.option("--best-frame", is_flag=True, help="Start from the driving frame whose pose best matches the source.")
+@click.option("--detach", is_flag=True, help="Print the job name and return without waiting.")
+@gateway_options
+def animate(client, source, driving, out, mode, model, no_face_crop, return_crop, best_frame, detach, as_json, quiet):
+    """Animate a portrait by a driving video (First Order Motion Model) on the platform.
+
+    Local files are uploaded first. The result is stored as a new media item, labelled as synthetic,
+    and downloaded to --out when given.
+
+    \b
+    Examples:
+      dfp animate --source portrait.jpg --driving talk.mp4 --out fake.mp4
+      dfp animate --source media/abc... --driving media/def... --detach
+    """
+    from dfp.v1 import creation_pb2
+
+    source_name = _media_name(client, source, quiet)
+    driving_name = _media_name(client, driving, quiet)
+    operation = client.animate_image(source_name, driving_name, mode=mode, model=model, no_face_crop=no_face_crop,
+                                     return_crop=return_crop, best_initial_frame=best_frame)
+    if detach:
+        emit({"operation": operation.name}, as_json, operation.name)
+        note(f"follow it with: dfp jobs wait {operation.name}")
+        return
+    note(f"job {operation.name}")
+    result = _wait(client, operation.name, quiet, creation_pb2.AnimateImageResponse)
+    if out is not None:
+        client.download(result.result_media, out)
+    if as_json:
+        emit(result, True)
+        return
+    where = f", saved to {out}" if out is not None else ""
+    click.echo(f"{result.result_media}: {result.frames} frames at {result.frames_per_second:g} fps "
+               f"(model {result.model.name}){where}")
+
+
 def _print_image_result(result, target: str, as_json: bool) -> None:
     if as_json:
         emit(result, True)
@@ -276,5 +332,5 @@ def media_delete(client, name, as_json, quiet):
 
 
 def register(cli: click.Group) -> None:
-    for command in (upload, detect, jobs, media):
+    for command in (upload, detect, animate, jobs, media):
         cli.add_command(command)

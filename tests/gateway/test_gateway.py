@@ -45,6 +45,7 @@ def test_every_service_reports_serving_on_the_health_protocol(stack):
     for target, service in (
         (stack.gateway_target, "dfp.v1.MediaService"),
         (stack.gateway_target, "google.longrunning.Operations"),
+        (stack.gateway_target, "dfp.v1.CreationService"),
         (stack.model_server_target, "tensorflow.serving.PredictionService"),
     ):
         with grpc.insecure_channel(target) as channel:

@@ -62,8 +62,8 @@ class AnimationResult:
     has_audio: bool
 
 
-def to_model_input(rgb: np.ndarray, size: int) -> np.ndarray:
-    """RGB uint8 -> float32 size x size x 3 in [0,1], resized with area-aware filtering."""
+def fit_frame(rgb: np.ndarray, size: int) -> np.ndarray:
+    """RGB uint8 -> float32 size x size x 3 in [0,1]; PIL's bicubic filter widens on reduction."""
     if rgb.shape[:2] != (size, size):
         rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BICUBIC))
     return rgb.astype(np.float32) / 255.0
@@ -185,11 +185,11 @@ def animate_video(
     elif options.best_initial_frame:
         raise ValueError("best_initial_frame needs face cropping (it matches face landmarks)")
 
-    source = to_model_input(_crop(source_rgb, source_box), size)
+    source = fit_frame(_crop(source_rgb, source_box), size)
     initial = None
     for index, rgb in enumerate(media.iter_video_frames(driving_path)):
         if index == initial_index:
-            initial = to_model_input(_crop(rgb, driving_box), size)
+            initial = fit_frame(_crop(rgb, driving_box), size)
             break
     if initial is None:
         raise media.InvalidMedia("the driving video has no frames")
@@ -219,7 +219,7 @@ def animate_video(
         for index, rgb in enumerate(media.iter_video_frames(driving_path)):
             if max_frames and index >= max_frames:
                 break
-            pending.append(to_model_input(_crop(rgb, driving_box), size))
+            pending.append(fit_frame(_crop(rgb, driving_box), size))
             if len(pending) == options.batch_size:
                 flush()
         if pending:

@@ -50,7 +50,7 @@ def load_clip(video: pathlib.Path, size: int, detector: faces_lib.FaceDetector |
     box = animate_media.driving_face_box(video, detector, info.frame_count)
     left, top, side = box
     frames = np.stack([
-        animate_media.to_uint8(animate_media.to_model_input(rgb[top : top + side, left : left + side], size))
+        animate_media.to_uint8(animate_media.fit_frame(rgb[top : top + side, left : left + side], size))
         for rgb in media.iter_video_frames(video)
     ])
     path.parent.mkdir(parents=True, exist_ok=True)

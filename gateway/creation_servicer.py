@@ -1,0 +1,118 @@
+"""dfp.v1.CreationService, and the animate_image job that AnimateImage queues."""
+
+from __future__ import annotations
+
+import pathlib
+import tempfile
+
+from google.rpc import code_pb2
+
+from dfp import faces as faces_lib
+from dfp import media as media_lib
+from dfp import provenance
+from dfp.config import LimitSettings
+from dfp.v1 import common_pb2, creation_pb2, creation_pb2_grpc
+from gateway.creator_client import CreatorClient, TorchServeAnimator
+from gateway.errors import InvalidArgument, ResourceNotFound, abort_on_error
+from gateway.jobs import JobContext, JobFailed, JobKind, JobRunner, JobStore
+from gateway.media_store import MediaStore
+from gateway.tenancy import TeamResolver
+from services.creator.pipelines import animate_media
+
+ANIMATE_IMAGE = "animate_image"
+_MODES = {
+    creation_pb2.ANIMATION_MODE_UNSPECIFIED: "relative",
+    creation_pb2.RELATIVE: "relative",
+    creation_pb2.ABSOLUTE: "absolute",
+}
+
+
+def _mode(request: creation_pb2.AnimateImageRequest) -> str:
+    if request.mode not in _MODES:
+        raise InvalidArgument(f"mode {request.mode} is not a known AnimationMode")
+    return _MODES[request.mode]
+
+
+def _model(request: creation_pb2.AnimateImageRequest, default_model: str) -> tuple[str, str]:
+    name = request.model.name or default_model
+    version = str(request.model.version.value) if request.model.HasField("version") else ""
+    if request.model.HasField("version") and request.model.version.value <= 0:
+        raise InvalidArgument("model.version must be positive when set")
+    return name, version
+
+
+class CreationServicer(creation_pb2_grpc.CreationServiceServicer):
+    def __init__(self, media: MediaStore, jobs: JobStore, runner: JobRunner, default_model: str, team_of: TeamResolver):
+        self._media = media
+        self._jobs = jobs
+        self._runner = runner
+        self._default_model = default_model
+        self._team_of = team_of
+
+    @abort_on_error
+    def AnimateImage(self, request, context):
+        team = self._team_of(context)
+        _mode(request)
+        _model(request, self._default_model)
+        if not request.source_media or not request.driving_media:
+            raise InvalidArgument("set source_media (a stored image) and driving_media (a stored video)")
+        if request.best_initial_frame and request.no_face_crop:
+            raise InvalidArgument("best_initial_frame matches face landmarks; it needs face cropping (no_face_crop off)")
+        source = self._media.get(team, request.source_media)
+        if source.media_type != media_lib.IMAGE:
+            raise InvalidArgument(f"source_media {request.source_media} is a video; the source must be an image")
+        driving = self._media.get(team, request.driving_media)
+        if driving.media_type != media_lib.VIDEO:
+            raise InvalidArgument(f"driving_media {request.driving_media} is an image; the driving media must be a video")
+        job = self._jobs.create(team, ANIMATE_IMAGE, request, target=request.source_media, request_id=request.request_id)
+        self._runner.wake()
+        return job.get_operation()
+
+
+def animate_image_job(creator: CreatorClient, media: MediaStore, face_detector: faces_lib.FaceDetector,
+                      limits: LimitSettings, default_model: str, batch_size: int, input_size: int) -> JobKind:
+    """The animate_image job: fetch both media, animate through TorchServe, store the labelled video."""
+
+    def fetch(team: str, name: str):
+        try:
+            return media.get(team, name)
+        except ResourceNotFound as exc:
+            raise JobFailed(code_pb2.NOT_FOUND, f"{exc}; it was deleted or expired after the job was queued") from None
+
+    def run(job: JobContext) -> creation_pb2.AnimateImageResponse:
+        request: creation_pb2.AnimateImageRequest = job.request
+        model, version = _model(request, default_model)
+        source_record = fetch(job.team, request.source_media)
+        driving_record = fetch(job.team, request.driving_media)
+        job.progress(0, driving_record.frame_count, force=True)
+        operation_id = job.name.split("/", 1)[1]
+        options = animate_media.AnimationOptions(
+            mode=_mode(request), crop_faces=not request.no_face_crop, paste_back=not request.return_crop,
+            best_initial_frame=request.best_initial_frame, batch_size=batch_size,
+        )
+        animator = TorchServeAnimator(creator, model, version, input_size)
+        with tempfile.TemporaryDirectory(prefix="dfp-animate-") as workdir:
+            driving_path = pathlib.Path(workdir) / "driving"
+            out_path = pathlib.Path(workdir) / "result.mp4"
+            media.download_to(driving_record, driving_path)
+            try:
+                source_rgb = media_lib.decode_image(media.read_bytes(source_record), limits.max_image_pixels)
+                result = animate_media.animate_video(
+                    animator, source_rgb, driving_path, out_path, options, detector=face_detector,
+                    metadata=provenance.synthetic_metadata(model, job.name), progress=job.progress,
+                )
+            except (animate_media.NoFace, media_lib.InvalidMedia) as exc:
+                raise JobFailed(code_pb2.INVALID_ARGUMENT, str(exc)) from None
+            job.progress(result.frames, result.frames, force=True)
+            stored = media.store_generated(
+                job.team, out_path, f"animated-{source_record.display_name or source_record.id}.mp4",
+                {"dfp_synthetic": "true", "dfp_generator": model, "dfp_operation": operation_id},
+                media_id=operation_id,
+            )
+        return creation_pb2.AnimateImageResponse(
+            result_media=stored.name, frames=result.frames, frames_per_second=result.frames_per_second,
+            has_audio=result.has_audio, initial_frame=result.initial_frame,
+            model=common_pb2.ModelVersion(name=model, version=int(version) if version else 0),
+        )
+
+    return JobKind(creation_pb2.AnimateImageRequest, run)

@@ -1,0 +1,73 @@
+"""The gateway's client for the creator models: TorchServe's gRPC inference API.
+
+``TorchServeAnimator`` has the shape the animation pipeline expects (``frame_size``, ``prepare``,
+``animate_batch``), so the gateway runs the same framing code as the offline CLI while the network
+runs under TorchServe. Every call carries a deadline; failures map to the gateway's errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grpc
+import numpy as np
+
+from dfp.grpc_util import insecure_channel
+from dfp.torchserve import inference_pb2, inference_pb2_grpc
+from gateway.errors import InvalidArgument, ResourceNotFound, Unavailable
+from services.creator.pipelines.animate_media import to_uint8
+from services.creator.serving import protocol
+
+
+@dataclasses.dataclass
+class _Clip:
+    source: np.ndarray
+    initial: np.ndarray
+    mode: str
+
+
+@dataclasses.dataclass
+class RemoteBatch:
+    prediction: np.ndarray  # (B,S,S,3) float32 in [0,1]
+
+
+class TorchServeAnimator:
+    """One animation model under TorchServe, seen as a batch animator."""
+
+    def __init__(self, client: "CreatorClient", model: str, version: str = "", frame_size: int = 256):
+        self._client = client
+        self.model = model
+        self.version = version
+        self.frame_size = frame_size
+
+    def prepare(self, source: np.ndarray, initial_driving: np.ndarray, mode: str = "relative") -> _Clip:
+        return _Clip(to_uint8(source), to_uint8(initial_driving), mode)
+
+    def animate_batch(self, clip: _Clip, driving: np.ndarray) -> RemoteBatch:
+        body = protocol.encode_request(protocol.AnimationRequest(clip.source, clip.initial, to_uint8(driving), clip.mode))
+        prediction = protocol.decode_response(self._client.predict(self.model, self.version, body))
+        return RemoteBatch(prediction.astype(np.float32) / 255.0)
+
+
+class CreatorClient:
+    def __init__(self, target: str, timeout_s: float = 120.0):
+        self._channel = insecure_channel(target)
+        self._stub = inference_pb2_grpc.InferenceAPIsServiceStub(self._channel)
+        self._timeout_s = timeout_s
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def predict(self, model: str, version: str, body: bytes) -> bytes:
+        request = inference_pb2.PredictionsRequest(model_name=model, model_version=version, input={"body": body})
+        try:
+            return self._stub.Predictions(request, timeout=self._timeout_s).prediction
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+            if "Model not found" in details or "Model version not found" in details:
+                wanted = f"{model} version {version}" if version else model
+                raise ResourceNotFound(f"animation model {wanted} is not served: {details}") from None
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable(f"the animation model server is unavailable ({code.name}); retry later") from None
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidArgument(f"the animation model refused the input: {details}") from None
+            raise

@@ -1,0 +1,80 @@
+"""The animation model's request and response bodies, shared by the TorchServe handler and its
+clients. A body is an uncompressed .npz (no pickles):
+
+request:  source (H,W,3) uint8, initial (H,W,3) uint8 (the initial driving frame),
+          driving (B,H,W,3) uint8, mode () unicode: "relative" or "absolute";
+response: prediction (B,S,S,3) uint8, at the model's frame size S.
+
+Frames of any size are accepted; the handler resizes them to the model's frame size."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import numpy as np
+
+MODES = ("relative", "absolute")
+MAX_BATCH = 64
+MAX_SIDE = 1024
+
+
+class BadRequest(ValueError):
+    """The body is not a valid animation request; the message says what is wrong."""
+
+
+@dataclasses.dataclass
+class AnimationRequest:
+    source: np.ndarray
+    initial: np.ndarray
+    driving: np.ndarray
+    mode: str
+
+
+def _frame_check(name: str, array: np.ndarray, ndim: int) -> None:
+    if array.dtype != np.uint8 or array.ndim != ndim or array.shape[-1] != 3:
+        raise BadRequest(f"{name} must be uint8 with shape {'(B,H,W,3)' if ndim == 4 else '(H,W,3)'}, "
+                         f"got {array.dtype} {array.shape}")
+    if min(array.shape[-3:-1]) < 8 or max(array.shape[-3:-1]) > MAX_SIDE:
+        raise BadRequest(f"{name} frames must be 8 to {MAX_SIDE} pixels on a side, got {array.shape[-3:-1]}")
+
+
+def encode_request(request: AnimationRequest) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, source=request.source, initial=request.initial, driving=request.driving,
+             mode=np.array(request.mode))
+    return buffer.getvalue()
+
+
+def decode_request(body: bytes | bytearray) -> AnimationRequest:
+    if not body:
+        raise BadRequest("empty request body")
+    try:
+        with np.load(io.BytesIO(bytes(body)), allow_pickle=False) as arrays:
+            missing = {"source", "initial", "driving", "mode"} - set(arrays.files)
+            if missing:
+                raise BadRequest(f"request lacks {', '.join(sorted(missing))}")
+            request = AnimationRequest(arrays["source"], arrays["initial"], arrays["driving"], str(arrays["mode"]))
+    except BadRequest:
+        raise
+    except (ValueError, OSError, EOFError) as exc:
+        raise BadRequest(f"request body is not a readable .npz: {exc}") from None
+    _frame_check("source", request.source, 3)
+    _frame_check("initial", request.initial, 3)
+    _frame_check("driving", request.driving, 4)
+    if not 1 <= len(request.driving) <= MAX_BATCH:
+        raise BadRequest(f"driving must hold 1 to {MAX_BATCH} frames, got {len(request.driving)}")
+    if request.mode not in MODES:
+        raise BadRequest(f"mode must be one of {', '.join(MODES)}, got {request.mode!r}")
+    return request
+
+
+def encode_response(prediction: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, prediction=prediction)
+    return buffer.getvalue()
+
+
+def decode_response(body: bytes) -> np.ndarray:
+    with np.load(io.BytesIO(body), allow_pickle=False) as arrays:
+        return arrays["prediction"]

@@ -1,0 +1,161 @@
+"""Model archives and a local TorchServe: build a .mar from a config and a checkpoint, and run
+TorchServe (Java 17) as a child process on free 127.0.0.1 ports, for the dev stack and the tests.
+
+In a cluster the same archive is served by the chart's TorchServe Deployment."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+from google.protobuf import empty_pb2
+
+from dfp.local_s3 import free_port
+
+HANDLER = pathlib.Path(__file__).resolve().parent / "fomm_handler.py"
+# A batch of 64 uint8 frames at 256x256 is 12.6 MB; TorchServe's default limit is 6.5 MB.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def build_archive(config: pathlib.Path, checkpoint: pathlib.Path, export_dir: pathlib.Path, name: str = "fomm",
+                  version: str = "1") -> pathlib.Path:
+    """``export_dir/name.mar`` holding the handler, ``config.yaml`` and the checkpoint."""
+    export_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as staging:
+        staged_config = pathlib.Path(staging) / "config.yaml"
+        shutil.copyfile(config, staged_config)
+        subprocess.run(
+            [sys.executable, "-m", "model_archiver.model_packaging", "--model-name", name, "--version", version,
+             "--serialized-file", str(checkpoint), "--handler", str(HANDLER), "--extra-files", str(staged_config),
+             "--export-path", str(export_dir), "--force"],
+            check=True, capture_output=True, text=True,
+        )
+    return export_dir / f"{name}.mar"
+
+
+class TorchServe:
+    """TorchServe serving the archives in ``model_store``, gRPC inference on ``inference_target``."""
+
+    def __init__(self, workdir: pathlib.Path, model_store: pathlib.Path, models: list[str], workers: int = 1):
+        self.workdir = pathlib.Path(workdir)
+        self.model_store = pathlib.Path(model_store)
+        self.models = models
+        self.workers = workers
+        self.inference_port = free_port()
+        self.management_port = free_port()
+        self.log = self.workdir / "torchserve.log"
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def inference_target(self) -> str:
+        return f"127.0.0.1:{self.inference_port}"
+
+    @property
+    def management_target(self) -> str:
+        return f"127.0.0.1:{self.management_port}"
+
+    def _write_config(self) -> pathlib.Path:
+        # Token authorization is off because every port binds 127.0.0.1 only; the chart keeps
+        # TorchServe reachable from the gateway alone.
+        properties = {
+            "inference_address": f"http://127.0.0.1:{free_port()}",
+            "management_address": f"http://127.0.0.1:{free_port()}",
+            "metrics_address": f"http://127.0.0.1:{free_port()}",
+            "grpc_inference_address": "127.0.0.1",
+            "grpc_inference_port": self.inference_port,
+            "grpc_management_address": "127.0.0.1",
+            "grpc_management_port": self.management_port,
+            "model_store": self.model_store,
+            "load_models": ",".join(self.models),
+            "default_workers_per_model": self.workers,
+            "disable_token_authorization": "true",
+            "enable_model_api": "false",
+            "install_py_dep_per_model": "false",
+            "max_request_size": MAX_MESSAGE_BYTES,
+            "max_response_size": MAX_MESSAGE_BYTES,
+            "default_response_timeout": 300,
+            "disable_system_metrics": "true",
+            "number_of_netty_threads": 2,
+            "vmargs": f"-Xmx512m -XX:+UseSerialGC -Djava.io.tmpdir={self.workdir / 'tmp'}",
+        }
+        path = self.workdir / "config.properties"
+        path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+        return path
+
+    def start(self, timeout_s: float = 180.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self._write_config()
+        # TorchServe keeps its pid file and unpacked archives in the temp folder: one per instance.
+        tmp = self.workdir / "tmp"
+        tmp.mkdir(exist_ok=True)
+        env = {**os.environ, "LOG_LOCATION": str(self.workdir / "logs"), "METRICS_LOCATION": str(self.workdir / "logs"),
+               "TMPDIR": str(tmp)}
+        torchserve = pathlib.Path(sys.executable).with_name("torchserve")
+        with open(self.log, "ab") as log:
+            self._process = subprocess.Popen(
+                [str(torchserve), "--start", "--foreground", "--ncs", "--ts-config", str(config),
+                 "--model-store", str(self.model_store)],
+                cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        try:
+            self.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until the models answer: Ping says Healthy and every model has a ready worker."""
+        from dfp.torchserve import inference_pb2_grpc, management_pb2, management_pb2_grpc
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"torchserve exited with {self._process.returncode}; see {self.log}\n"
+                                   f"{self.log.read_text()[-3000:]}")
+            try:
+                with grpc.insecure_channel(self.inference_target) as channel:
+                    inference_pb2_grpc.InferenceAPIsServiceStub(channel).Ping(empty_pb2.Empty(), timeout=2)
+                with grpc.insecure_channel(self.management_target) as channel:
+                    stub = management_pb2_grpc.ManagementAPIsServiceStub(channel)
+                    ready = all(
+                        '"status": "READY"' in stub.DescribeModel(
+                            management_pb2.DescribeModelRequest(model_name=name.split("=")[0].removesuffix(".mar")),
+                            timeout=2).msg
+                        for name in self.models
+                    )
+                if ready:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"torchserve not ready after {timeout_s:.0f} s; see {self.log}")
+
+    def stop(self) -> None:
+        """SIGTERM to the whole process group: the torchserve launcher, its JVM and the workers."""
+        if self._process is None or self._process.poll() is not None and not self._group_alive():
+            return
+        try:
+            os.killpg(self._process.pid, signal.SIGTERM)
+            self._process.wait(timeout=20)
+            deadline = time.monotonic() + 20
+            while self._group_alive() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        except subprocess.TimeoutExpired:
+            pass
+        if self._group_alive():
+            os.killpg(self._process.pid, signal.SIGKILL)
+        self._process.wait()
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self._process.pid, 0)
+            return True
+        except ProcessLookupError:
+            return False

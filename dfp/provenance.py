@@ -1,10 +1,14 @@
-"""Labels on generated media: every frame the platform synthesises is marked as synthetic.
+"""Where things come from: labels on generated media, and the code version on trained models.
 
-Two marks, both on by default: a visible corner label burnt into the pixels, and container metadata
-(``comment`` and ``dfp_synthetic`` tags) naming the generator.
+Every frame the platform synthesises is marked as synthetic, with two marks both on by default: a
+visible corner label burnt into the pixels, and container metadata (``comment`` and
+``dfp_synthetic`` tags) naming the generator.
 """
 
 from __future__ import annotations
+
+import pathlib
+import subprocess
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -33,3 +37,13 @@ def mark_visible(rgb: np.ndarray) -> np.ndarray:
     draw.rectangle((pad, origin_y, pad + right - left + 2 * pad, origin_y + box_height), fill=(0, 0, 0))
     draw.text((2 * pad - left, origin_y + pad - top), VISIBLE_LABEL, fill=(255, 255, 255))
     return np.asarray(image)
+
+
+def code_version() -> str:
+    """``git describe`` of this checkout (``-dirty`` when it has changes), or "unknown"."""
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    try:
+        return subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

@@ -1,9 +1,14 @@
-# The platform's image: the gateway (`python -m gateway`), the `dfp` CLI (registry sync sidecar,
+# The platform's image: the gateway (`python -m gateway`), the animation model under TorchServe
+# (`python -m services.creator.serving`, needs Java 17), the `dfp` CLI (registry sync sidecar,
 # detector export, batch jobs) and the local model server. Build from the repository root:
 #   docker build -f docker/dfp.Dockerfile -t dfp:0.1.0 .
 FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 TF_CPP_MIN_LOG_LEVEL=2
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
+    && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/dfp
 COPY pyproject.toml constraints.txt README.md ./
@@ -21,5 +26,5 @@ RUN pip install -c constraints.txt '.[server]' grpcio-tools==1.85.1 \
     && useradd --uid 10001 --create-home dfp
 
 USER 10001
-EXPOSE 50051
+EXPOSE 50051 7070 8080
 CMD ["python", "-m", "gateway"]

@@ -55,10 +55,25 @@ def test_gpu_values_request_a_quoted_gpu_and_schedule_on_gpu_nodes():
     assert "nvidia.com/gpu: \"1\"" in helm("template", "r", str(CHART), "-f", str(CHART / "ci" / "gpu-values.yaml")).stdout
 
 
+def test_animation_model_runs_torchserve_on_a_gpu_reachable_only_from_the_gateway():
+    docs = render("gpu-values.yaml")
+    animate = by_kind(docs, "Deployment")["release-dfp-animate"]
+    torchserve = container(animate, "torchserve")
+    assert torchserve["command"][:3] == ["python", "-m", "services.creator.serving"]
+    assert torchserve["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert torchserve["readinessProbe"]["httpGet"]["path"] == "/ping"
+    gateway_env = {e["name"]: e.get("value") for e in container(by_kind(docs, "Deployment")["release-dfp-gateway"], "gateway")["env"]}
+    assert gateway_env["DFP_CREATOR_TARGET"] == "release-dfp-animate:7070"
+    policy = by_kind(docs, "NetworkPolicy")["release-dfp-animate"]
+    allowed = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert allowed["app.kubernetes.io/component"] == "gateway"
+
+
 def test_cpu_only_values_request_no_gpu():
     docs = render("cpu-only-values.yaml")
     detector = by_kind(docs, "Deployment")["release-dfp-detector"]
     assert "nvidia.com/gpu" not in str(detector)
+    assert "nvidia.com/gpu" not in str(by_kind(docs, "Deployment")["release-dfp-animate"])
     assert container(detector, "tf-serving")["image"] == "tensorflow/serving:2.18.0"
     assert not by_kind(docs, "HorizontalPodAutoscaler")
 

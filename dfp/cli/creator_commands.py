@@ -172,7 +172,10 @@ def train_command(config_path, data, out, steps, seed, threads, as_json):
     from dfp.config import shared_dir
     from services.creator.training.train import train
 
-    metrics = train(config_path, data or shared_dir() / "data" / "video" / "driving", out, steps, seed, threads)
+    import sys
+
+    metrics = train(config_path, data or shared_dir() / "data" / "video" / "driving", out, steps, seed, threads,
+                    command=" ".join(["dfp", *sys.argv[1:]]))
     emit(metrics, as_json, f"held-out L1 {metrics['l1']:.4f} vs copy-the-source {metrics['copy_source_l1']:.4f} "
                            f"over {metrics['heldout_frames']} frames, {metrics['steps']} steps")
 
@@ -200,6 +203,47 @@ def evaluate_command(config_path, checkpoint, data, as_json):
     metrics = reconstruction_l1(model, load_clips(data or shared_dir() / "data" / "video" / "driving", model.frame_size))
     emit(metrics, as_json, f"held-out L1 {metrics['l1']:.4f} vs copy-the-source {metrics['copy_source_l1']:.4f} "
                            f"over {metrics['heldout_frames']} frames")
+
+
+@creator.command("register")
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), required=True,
+              help="A `dfp creator train` output folder.")
+@click.option("--name", required=True, help="Registry model name, for example `fomm-small`.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), default=None,
+              help="Clips to measure on (default: DFP_SHARED_DIR/data/video/driving).")
+@click.option("--publish", is_flag=True, help="Also make it the served version.")
+@click.option("--json", "as_json", is_flag=True)
+def register_command(run_dir, name, data, publish, as_json):
+    """Store a trained animation model (fp16 weights, config, card) in the model registry.
+
+    The card records the held-out metrics of the stored weights, the clips (frame counts and
+    hashes), the training command and the code version. Uses DFP_S3_* settings.
+
+    \b
+    Example:
+      dfp creator register --run runs/fomm --name fomm-small --publish
+    """
+    import sys
+    import tempfile
+
+    from dfp import faces  # noqa: F401
+    from dfp.cli.offline_commands import registry_from_env
+    from dfp.config import shared_dir
+    from services.creator.training.card import animation_card, export_release
+
+    with tempfile.TemporaryDirectory() as tmp:
+        release = export_release(run_dir, pathlib.Path(tmp) / "release")
+        card = animation_card(run_dir, release, data or shared_dir() / "data" / "video" / "driving",
+                              " ".join(["dfp", *sys.argv[1:]]))
+        registry = registry_from_env()
+        version = registry.register(name, "animation", release, card)
+    if publish:
+        registry.publish(name, version)
+    heldout = card["metrics"]["heldout"]
+    emit({"name": name, "version": version, "published": publish, "l1": heldout["l1"],
+          "copy_source_l1": heldout["copy_source_l1"]}, as_json,
+         f"{name} v{version}: held-out L1 {heldout['l1']:.4f} vs copy-the-source {heldout['copy_source_l1']:.4f}"
+         + (" (published)" if publish else ""))
 
 
 def register(cli: click.Group) -> None:

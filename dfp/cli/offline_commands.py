@@ -231,7 +231,7 @@ def register_command(run_dir, name, data, publish, as_json):
     model, platt, card = calibrated_card(run_dir, data, " ".join(["dfp", *sys_lib.argv[1:]]))
     with tempfile.TemporaryDirectory() as tmp:
         saved = export_saved_model(model, pathlib.Path(tmp) / "saved_model", platt)
-        registry = _registry()
+        registry = registry_from_env()
         version = registry.register(name, "detector", saved, card)
     if publish:
         registry.publish(name, version)
@@ -281,7 +281,7 @@ def register(cli: click.Group) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def registry_list(name, as_json):
     """List registered models, or the versions of NAME with their metrics (DFP_S3_* settings)."""
-    registry = _registry()
+    registry = registry_from_env()
     if name is None:
         for model_name in registry.models():
             model = registry.model(model_name)
@@ -307,7 +307,7 @@ def registry_register(name, path, kind, card_file):
     import json as json_lib
 
     card = json_lib.loads(card_file.read_text()) if card_file else {}
-    version = _registry().register(name, kind, path, card)
+    version = registry_from_env().register(name, kind, path, card)
     emit({"name": name, "version": version}, False, f"{name} v{version}")
 
 
@@ -316,7 +316,7 @@ def registry_register(name, path, kind, card_file):
 @click.argument("version", type=int)
 def registry_publish(name, version):
     """Serve VERSION of NAME (model servers pick it up through `dfp models sync`)."""
-    _registry().publish(name, version)
+    registry_from_env().publish(name, version)
     emit({"name": name, "serving_version": version}, False, f"{name}: serving v{version}")
 
 
@@ -325,7 +325,7 @@ def registry_publish(name, version):
 @click.option("--to", "to_version", type=int, default=None, help="Version to serve (default: the one served before).")
 def registry_rollback(name, to_version):
     """Serve the previously served version of NAME again."""
-    version = _registry().rollback(name, to_version)
+    version = registry_from_env().rollback(name, to_version)
     emit({"name": name, "serving_version": version}, False, f"{name}: serving v{version}")
 
 
@@ -339,7 +339,7 @@ def registry_sync(base_path, watch):
 
     from dfp.registry import sync_serving
 
-    registry = _registry()
+    registry = registry_from_env()
     while True:
         for name, version in sync_serving(registry, base_path).items():
             note(f"{name}: v{version} in {base_path / name}")
@@ -348,7 +348,7 @@ def registry_sync(base_path, watch):
         time.sleep(watch)
 
 
-def _registry():
+def registry_from_env():
     from dfp.config import StorageSettings
     from dfp.registry import ModelRegistry
     from dfp.storage import ObjectStore

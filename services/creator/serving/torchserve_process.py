@@ -41,16 +41,22 @@ def build_archive(config: pathlib.Path, checkpoint: pathlib.Path, export_dir: pa
 
 
 class TorchServe:
-    """TorchServe serving the archives in ``model_store``, gRPC inference on ``inference_target``."""
+    """TorchServe serving the archives in ``model_store``, gRPC inference on ``inference_target``.
 
-    def __init__(self, workdir: pathlib.Path, model_store: pathlib.Path, models: list[str], workers: int = 1):
+    Ports left at 0 are picked free. Management (gRPC and HTTP) always binds 127.0.0.1: models are
+    registered from archives at start, never over the network."""
+
+    def __init__(self, workdir: pathlib.Path, model_store: pathlib.Path, models: list[str], workers: int = 1,
+                 bind: str = "127.0.0.1", inference_port: int = 0, http_port: int = 0, log_to_file: bool = True):
         self.workdir = pathlib.Path(workdir)
         self.model_store = pathlib.Path(model_store)
         self.models = models
         self.workers = workers
-        self.inference_port = free_port()
+        self.bind = bind
+        self.inference_port = inference_port or free_port()
+        self.http_port = http_port or free_port()
         self.management_port = free_port()
-        self.log = self.workdir / "torchserve.log"
+        self.log = self.workdir / "torchserve.log" if log_to_file else None
         self._process: subprocess.Popen | None = None
 
     @property
@@ -62,13 +68,13 @@ class TorchServe:
         return f"127.0.0.1:{self.management_port}"
 
     def _write_config(self) -> pathlib.Path:
-        # Token authorization is off because every port binds 127.0.0.1 only; the chart keeps
-        # TorchServe reachable from the gateway alone.
+        # Token authorization is off: inference carries no secrets and management listens on
+        # 127.0.0.1 only; in a cluster a NetworkPolicy lets only the gateway reach inference.
         properties = {
-            "inference_address": f"http://127.0.0.1:{free_port()}",
+            "inference_address": f"http://{self.bind}:{self.http_port}",
             "management_address": f"http://127.0.0.1:{free_port()}",
-            "metrics_address": f"http://127.0.0.1:{free_port()}",
-            "grpc_inference_address": "127.0.0.1",
+            "metrics_address": f"http://{self.bind}:{free_port()}",
+            "grpc_inference_address": self.bind,
             "grpc_inference_port": self.inference_port,
             "grpc_management_address": "127.0.0.1",
             "grpc_management_port": self.management_port,
@@ -98,12 +104,14 @@ class TorchServe:
         env = {**os.environ, "LOG_LOCATION": str(self.workdir / "logs"), "METRICS_LOCATION": str(self.workdir / "logs"),
                "TMPDIR": str(tmp)}
         torchserve = pathlib.Path(sys.executable).with_name("torchserve")
-        with open(self.log, "ab") as log:
-            self._process = subprocess.Popen(
-                [str(torchserve), "--start", "--foreground", "--ncs", "--ts-config", str(config),
-                 "--model-store", str(self.model_store)],
-                cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        command = [str(torchserve), "--start", "--foreground", "--ncs", "--ts-config", str(config),
+                   "--model-store", str(self.model_store)]
+        if self.log is None:
+            self._process = subprocess.Popen(command, cwd=self.workdir, env=env, start_new_session=True)
+        else:
+            with open(self.log, "ab") as log:
+                self._process = subprocess.Popen(command, cwd=self.workdir, env=env, stdout=log,
+                                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             self.wait_ready(timeout_s)
         except BaseException:
@@ -117,8 +125,8 @@ class TorchServe:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"torchserve exited with {self._process.returncode}; see {self.log}\n"
-                                   f"{self.log.read_text()[-3000:]}")
+                tail = self.log.read_text()[-3000:] if self.log else ""
+                raise RuntimeError(f"torchserve exited with {self._process.returncode}; see {self.log}\n{tail}")
             try:
                 with grpc.insecure_channel(self.inference_target) as channel:
                     inference_pb2_grpc.InferenceAPIsServiceStub(channel).Ping(empty_pb2.Empty(), timeout=2)
@@ -136,6 +144,9 @@ class TorchServe:
                 pass
             time.sleep(0.5)
         raise TimeoutError(f"torchserve not ready after {timeout_s:.0f} s; see {self.log}")
+
+    def wait(self) -> int:
+        return self._process.wait()
 
     def stop(self) -> None:
         """SIGTERM to the whole process group: the torchserve launcher, its JVM and the workers."""

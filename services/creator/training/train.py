@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from dfp.provenance import code_version
 from services.creator import checkpoints
 from services.creator.training import clips as clips_lib
 from services.creator.training.evaluate import reconstruction_l1
@@ -52,7 +53,7 @@ class PairSampler:
 
 
 def train(config_path: pathlib.Path, data: pathlib.Path, out: pathlib.Path, steps: int | None = None,
-          seed: int = 0, threads: int = 0) -> dict:
+          seed: int = 0, threads: int = 0, command: str = "") -> dict:
     """Train (or resume) into ``out``; returns the held-out evaluation of the final model."""
     if threads:
         torch.set_num_threads(threads)
@@ -63,6 +64,9 @@ def train(config_path: pathlib.Path, data: pathlib.Path, out: pathlib.Path, step
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(pathlib.Path(config_path).read_text())
+    if not (out / "run.json").exists():
+        (out / "run.json").write_text(json.dumps({"command": command, "code_version": code_version(), "seed": seed,
+                                                  "data": str(data)}, indent=2))
 
     model = checkpoints.build_networks(config)
     betas = (0.5, 0.999)

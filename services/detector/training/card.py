@@ -10,7 +10,7 @@ import keras
 from services.detector import archs, calibration, evaluation
 from services.detector.training import dataset as datasets
 from services.detector.scoring import Detector
-from services.detector.training.train import code_version
+from dfp.provenance import code_version
 from services.detector.weights import load_h5_weights
 
 

@@ -16,13 +16,13 @@ import json
 import logging
 import os
 import pathlib
-import subprocess
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from dfp.provenance import code_version
 from services.detector import archs, evaluation
 from services.detector.scoring import Detector
 from services.detector.training import dataset as datasets
@@ -46,15 +46,6 @@ class TrainConfig:
     train_limit: int = 0
     val_limit: int = 0
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
-
-
-def code_version() -> str:
-    repo = pathlib.Path(__file__).resolve().parents[3]
-    try:
-        return subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _train_dataset(split: datasets.Split, config: TrainConfig, epoch: int) -> tf.data.Dataset:

@@ -34,6 +34,7 @@ demo: install protos
 
 bench: install protos
 	$(PY) bench/detect_throughput.py
+	$(PY) bench/animate_throughput.py
 
 # A wheel of the client and CLI (with the generated stubs) for other teams.
 client-wheel: protos

@@ -1,8 +1,10 @@
 """`make demo`: the platform's main job on this machine, end to end.
 
-Starts a real S3 server, the detector model server and the gateway on 127.0.0.1, detects deepfakes
-in an image and a video through the `dfp` command line with the platform's default detector (and the
-image with the original Meso4 too), prints the verdicts, and stops everything.
+Starts a real S3 server, the detector model server, TorchServe with the platform's animation model
+and the gateway on 127.0.0.1. Through the `dfp` command line it detects deepfakes in an image and a
+video with the platform's default detector (and the image with the original Meso4 too), animates the
+portrait by the video (FOMM, labelled as synthetic; saved to .run/demo/animated.mp4), scores that
+animation with the detector, and stops everything.
 Inputs come from the shared data folder (DFP_SHARED_DIR) when present, otherwise from packages:
 scikit-image's public-domain astronaut portrait, and a short clip made from it.
 """
@@ -21,6 +23,9 @@ sys.path.insert(0, str(REPO))
 
 from dfp import config  # noqa: E402
 from dfp.devstack import LocalStack  # noqa: E402
+from services.creator import default_model  # noqa: E402
+
+OUTPUT = REPO / ".run" / "demo"
 
 
 def demo_inputs(workdir: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
@@ -63,13 +68,20 @@ def main() -> None:
         run("detector", "export", "--base-path", str(models), env=base_env)
         run("models", "pull", "mesonet", env=base_env)
         run("detector", "export", "--arch", "meso4", "--base-path", str(models), env=base_env)
-        print("starting S3 (SeaweedFS), the detector model server and the gateway on 127.0.0.1 ...", flush=True)
-        with LocalStack(workdir / "stack", models) as stack:
+        print("starting S3 (SeaweedFS), the detector model server, TorchServe and the gateway on 127.0.0.1 ...",
+              flush=True)
+        OUTPUT.mkdir(parents=True, exist_ok=True)
+        animated = OUTPUT / "animated.mp4"
+        with LocalStack(workdir / "stack", models,
+                        animation_model=(default_model.CONFIG, default_model.CHECKPOINT)) as stack:
             env = stack.env()
             run("detect", str(image), env=env)
             run("detect", str(image), "--model", "meso4", env=env)
             run("detect", str(video), "--frames", "12", env=env)
+            run("animate", "--source", str(image), "--driving", str(video), "--out", str(animated), env=env)
+            run("detect", str(animated), "--frames", "12", env=env)
             run("jobs", "list", env=env)
+        print(f"the animated portrait is in {animated.relative_to(REPO)}")
         print("demo done; every process it started has stopped.")
 
 

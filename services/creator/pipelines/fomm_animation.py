@@ -73,7 +73,8 @@ def normalize_kp(
     kp_new = dict(kp_driving)
     if use_relative_movement:
         kp_new["value"] = (kp_driving["value"] - kp_driving_initial["value"]) * scale + kp_source["value"]
-        if use_relative_jacobian:
+        # Models without jacobians have nothing to make relative (the published code fails there).
+        if use_relative_jacobian and "jacobian" in kp_driving:
             jacobian_diff = torch.matmul(kp_driving["jacobian"], torch.inverse(kp_driving_initial["jacobian"]))
             kp_new["jacobian"] = torch.matmul(jacobian_diff, kp_source["jacobian"])
     return kp_new
@@ -86,7 +87,10 @@ def to_tensor(frames: np.ndarray, device) -> torch.Tensor:
         array = array[None]
     if array.ndim != 4 or array.shape[-1] != 3:
         raise ValueError(f"expected (H,W,3) or (N,H,W,3) frames, got {array.shape}")
-    return torch.tensor(array).permute(0, 3, 1, 2).to(device)
+    # A fresh C-ordered copy, laid out as the published demo's tensors are (NHWC memory viewed as
+    # NCHW): convolution kernels pick their algorithm by memory layout, and a zero batch stride or
+    # another layout changes the last bits of every output.
+    return torch.from_numpy(array.copy(order="C")).permute(0, 3, 1, 2).to(device)
 
 
 @dataclasses.dataclass

@@ -103,3 +103,17 @@ def test_an_unknown_animation_model_ends_the_job_not_found(client_module, portra
     with pytest.raises(OperationFailed) as error:
         operation_result(client_module.wait_operation(operation.name, timeout_s=600), creation_pb2.AnimateImageResponse)
     assert error.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_cancelling_an_animation_mid_run_stores_no_result(client_module, portrait_and_clip):
+    source, driving = portrait_and_clip
+    operation = client_module.animate_image(source.name, driving.name)
+    for update in client_module.watch_operation(operation.name, timeout_s=600):
+        if job_metadata(update).items_done > 0:
+            client_module.cancel_operation(operation.name)
+            break
+    final = client_module.wait_operation(operation.name, timeout_s=600)
+    assert job_metadata(final).state == jobs_pb2.CANCELLED
+    with pytest.raises(ApiError) as error:
+        client_module.get_media("media/" + operation.name.split("/")[1])
+    assert error.value.code == grpc.StatusCode.NOT_FOUND

@@ -1,7 +1,7 @@
 """`dfp`: the platform's command line.
 
 Top-level verbs (upload, detect, jobs, media) call the gateway (DFP_GATEWAY, default
-127.0.0.1:50051). The groups `detector`, `creator` and `models` work offline, without any server.
+127.0.0.1:50051). The groups `detector`, `creator`, `swap` and `models` work offline, without any server.
 
 Exit status: 0 on success, 1 on errors (printed as `Error: CODE: message`), 2 on usage errors.
 Set DFP_DEBUG=1 to see tracebacks.
@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from dfp.cli import creator_commands, gateway_commands, offline_commands
+from dfp.cli import creator_commands, gateway_commands, offline_commands, swap_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,6 +36,7 @@ def cli() -> None:
 gateway_commands.register(cli)
 offline_commands.register(cli)
 creator_commands.register(cli)
+swap_commands.register(cli)
 
 
 def main() -> None:

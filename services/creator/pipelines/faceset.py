@@ -77,7 +77,9 @@ def extract(source: pathlib.Path, out: pathlib.Path, consent: Consent, size: int
         raise FaceSetError(f"size must be 32 to 512 pixels, got {size}")
     detector = detector or faces_lib.FaceDetector()
     candidates = []
+    seen = 0
     for position, (origin, rgb) in enumerate(frames if frames is not None else _frames(source)):
+        seen = position + 1
         if position % every:
             continue
         found = [f for f in detector.detect(rgb) if f.side >= MIN_FACE_SIDE and f.confidence >= MIN_CONFIDENCE]
@@ -113,6 +115,7 @@ def extract(source: pathlib.Path, out: pathlib.Path, consent: Consent, size: int
         entries.append({"file": f"faces/{name}", "origin": origin, "matrix": aligned.matrix.round(6).tolist()})
     manifest = {
         "source": source.name,
+        "source_frames": seen,
         "consent": consent_record,
         "size": size,
         "coverage": coverage,

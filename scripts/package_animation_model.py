@@ -3,9 +3,10 @@
     python scripts/package_animation_model.py --run .run/fomm-small-64
 
 Writes config.yaml and checkpoint.pth.tar (fp16 weights, published layout), card.json and
-MODEL_CARD.md (held-out metrics of the fp16 weights against copying the source), and a sample: a
-portrait animated by the held-out last fifth of a driving clip (samples/animated.mp4) with a contact
-sheet of source, driving and result frames (samples/contact_sheet.png).
+MODEL_CARD.md (held-out metrics of the fp16 weights against copying the source), and, outside the
+repository (they are made from the shared clips), a sample: a portrait animated by the held-out last
+fifth of a driving clip (animated.mp4) with a contact sheet of source, driving and result frames
+(contact_sheet.png) in --samples (default .run/fomm-small-64-samples).
 """
 
 from __future__ import annotations
@@ -81,16 +82,16 @@ Over {heldout['heldout_frames']} held-out frames. Per clip:
 
 ## Sample
 
-`samples/animated.mp4`: `{SAMPLE_SOURCE}` animated by the held-out frames of `{SAMPLE_DRIVING}` (relative
-mode, pasted back); `samples/contact_sheet.png`: source crop, driving crops and results.
+`python scripts/package_animation_model.py --run RUN` also writes, outside the repository (it is
+made from the shared clips), `{SAMPLE_SOURCE}` animated by the held-out frames of `{SAMPLE_DRIVING}`
+(relative mode, pasted back) and a contact sheet of the source crop, driving crops and results.
 """
 
 
-def sample(out: pathlib.Path, data: pathlib.Path) -> None:
+def sample(out: pathlib.Path, data: pathlib.Path, samples: pathlib.Path) -> None:
     from PIL import Image
 
-    samples = out / "samples"
-    samples.mkdir(exist_ok=True)
+    samples.mkdir(parents=True, exist_ok=True)
     driving_path = data / SAMPLE_DRIVING
     frames = list(media.iter_video_frames(driving_path))
     heldout = frames[int(round(len(frames) * (1 - HOLDOUT_FRACTION))):]
@@ -132,12 +133,13 @@ def main() -> None:
     parser.add_argument("--data", type=pathlib.Path, default=shared_dir() / "data" / "video" / "driving")
     parser.add_argument("--out", type=pathlib.Path, default=default_model.FOLDER)
     parser.add_argument("--command", default="", help="The training command, when the run has no run.json.")
+    parser.add_argument("--samples", type=pathlib.Path, default=REPO / ".run" / "fomm-small-64-samples")
     args = parser.parse_args()
     export_release(args.run, args.out)
     card = animation_card(args.run, args.out, args.data, args.command)
     (args.out / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     (args.out / "MODEL_CARD.md").write_text(render(card))
-    sample(args.out, args.data)
+    sample(args.out, args.data, args.samples)
     heldout = card["metrics"]["heldout"]
     print(f"{args.out}: held-out L1 {heldout['l1']:.4f} vs copy-the-source {heldout['copy_source_l1']:.4f}")
 

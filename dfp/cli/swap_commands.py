@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import click
@@ -79,6 +80,42 @@ def train_command(faceset_a, faceset_b, out, steps, resolution, archi, batch_siz
         bar.close()
     text = ", ".join(f"decoder {k}: SSIM {v['ssim']:.3f} L1 {v['l1']:.4f}" for k, v in metrics["heldout"].items())
     emit(metrics, as_json, f"{metrics['steps']} steps; held-out {text}")
+
+
+@swap.command("merge")
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), required=True,
+              help="A `dfp swap train` run folder.")
+@click.option("--target", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), required=True,
+              help="Video whose faces are replaced.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), required=True, help="Result video (.mp4).")
+@click.option("--to", "to_identity", type=click.Choice(["a", "b"]), default="b", show_default=True,
+              help="Identity whose face is put in.")
+@click.option("--no-color-transfer", is_flag=True, help="Keep the decoder's colours.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def merge_command(run_dir, target, out, to_identity, no_color_transfer, device, as_json):
+    """Swap the face in every frame of a video, keeping its audio; labelled as synthetic.
+
+    \b
+    Examples:
+      dfp swap merge --run runs/ab --target actor_a_take2.mp4 --out swapped.mp4
+    """
+    from dfp import faces  # noqa: F401
+    from dfp import provenance
+    from services.creator.pipelines import swap_media
+    from services.creator.training.swap_train import load_run
+
+    model, settings = load_run(run_dir)
+    coverage = settings.get("coverage", 1.6)
+    options = swap_media.MergeOptions(to_identity=to_identity, coverage=coverage, color_transfer=not no_color_transfer)
+    bar = Progress(0, "frame", "swapping")
+    try:
+        result = swap_media.swap_video(swap_media.FaceSwapper(model, device), target, out, options,
+                                       metadata=provenance.synthetic_metadata(f"faceswap:{run_dir.name}"),
+                                       progress=bar.update_to)
+    finally:
+        bar.close()
+    emit(dataclasses.asdict(result), as_json, f"wrote {out}: {result.swapped_frames} of {result.frames} frames swapped")
 
 
 def register(cli: click.Group) -> None:

@@ -68,3 +68,36 @@ def test_a_face_set_too_small_is_refused(facesets, tmp_path):
                                       str(tmp_path / "run"), "--steps", "1"])
     assert result.exit_code == 1
     assert "at least 16" in str(result.exception)
+
+
+def test_merge_swaps_every_face_keeps_the_frames_and_labels_the_video(facesets, tmp_path, shared):
+    import av
+
+    run = tmp_path / "run"
+    trained = CliRunner().invoke(cli, ["swap", "train", "--a", str(facesets[0]), "--b", str(facesets[1]), "--out",
+                                       str(run), "--batch-size", "2", "--steps", "1"])
+    assert trained.exit_code == 0, trained.output
+    target = shared / "video" / "driving" / "d0.mp4"
+    result = CliRunner().invoke(cli, ["swap", "merge", "--run", str(run), "--target", str(target), "--out",
+                                      str(tmp_path / "swapped.mp4"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    with av.open(str(target)) as original:
+        frames = original.streams.video[0].frames
+    assert summary["frames"] == frames and summary["swapped_frames"] >= frames * 0.9
+    with av.open(str(tmp_path / "swapped.mp4")) as container:
+        assert container.metadata["dfp_synthetic"] == "true"
+        assert container.streams.video[0].frames == frames
+
+
+def test_merge_onto_a_video_without_faces_is_refused_and_writes_nothing(facesets, tmp_path):
+    from tests.helpers import mp4_file
+
+    run = tmp_path / "run"
+    CliRunner().invoke(cli, ["swap", "train", "--a", str(facesets[0]), "--b", str(facesets[1]), "--out", str(run),
+                             "--batch-size", "2", "--steps", "1"])
+    mp4_file(tmp_path / "blank.mp4", frames=6, size=64)
+    result = CliRunner().invoke(cli, ["swap", "merge", "--run", str(run), "--target", str(tmp_path / "blank.mp4"),
+                                      "--out", str(tmp_path / "out.mp4")])
+    assert result.exit_code == 1 and "no face" in str(result.exception)
+    assert not list(tmp_path.glob("out.mp4*"))

@@ -109,13 +109,15 @@ def train_swap(faceset_a: pathlib.Path, faceset_b: pathlib.Path, out: pathlib.Pa
         data[identity] = (_tensor(train_faces, resolution), _tensor(heldout_faces, resolution))
         manifests[identity] = {"folder": folder.name, "source": manifest["source"], "faces": len(faces),
                                "train": len(train_faces), "heldout": len(heldout_faces),
-                               "consent": manifest["consent"]}
+                               "coverage": manifest["coverage"], "consent": manifest["consent"]}
+    if manifests["a"]["coverage"] != manifests["b"]["coverage"]:
+        raise facesets.FaceSetError("the two face sets were aligned with different coverage; extract them alike")
     out.mkdir(parents=True, exist_ok=True)
     settings_path = out / SETTINGS
     if settings_path.exists():
         settings = json.loads(settings_path.read_text())
     else:
-        settings = {"resolution": resolution, "archi": archi,
+        settings = {"resolution": resolution, "archi": archi, "coverage": manifests["a"]["coverage"],
                     "dims": dims or {"e_dims": 32, "ae_dims": 128, "d_dims": 32, "d_mask_dims": 12},
                     "facesets": manifests, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
                     "command": command, "code_version": code_version()}

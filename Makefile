@@ -35,6 +35,7 @@ demo: install protos
 bench: install protos
 	$(PY) bench/detect_throughput.py
 	$(PY) bench/animate_throughput.py
+	$(PY) bench/swap_train_speed.py
 
 # A wheel of the client and CLI (with the generated stubs) for other teams.
 client-wheel: protos

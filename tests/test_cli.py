@@ -93,3 +93,11 @@ def test_score_marks_unreadable_inputs_and_exits_1(shared, tmp_path):
     assert result.returncode == 1
     assert lines[0]["path"] == str(bad) and "error" in lines[0]
     assert lines[1]["path"] == str(good) and 0 <= lines[1]["fake_probability"] <= 1
+
+
+def test_score_gives_a_video_the_mean_and_max_over_sampled_frames(shared):
+    clip = shared / "video" / "driving" / "d0.mp4"
+    result = dfp("detector", "score", "--video-frames", "4", "--json", str(clip))
+    record = json.loads(result.stdout.strip())
+    assert record["video"] and record["frames_sampled"] == 4 and record["frames_with_faces"] == 4
+    assert 0 <= record["fake_probability"] <= record["max_fake_probability"] <= 1

@@ -23,12 +23,15 @@ def detector() -> None:
               help="A Keras .h5 weight file or a SavedModel folder. Default: the platform's default detector "
                    "(calibrated), or with --arch alone that architecture's published MesoNet weights.")
 @click.option("--no-face-crop", is_flag=True, help="Feed each image as the face crop (resized only if not the model's size).")
+@click.option("--video-frames", type=click.IntRange(1, 1000), default=24, show_default=True,
+              help="Videos: frames sampled evenly over the video.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout, in input order.")
-def score(images, arch, weights, no_face_crop, as_json):
-    """Print each image's probability of being fake.
+def score(images, arch, weights, no_face_crop, video_frames, as_json):
+    """Print each image's (or video's) probability of being fake.
 
     With face crop on (the default), faces are found and each is scored; an image's probability is
-    the highest over its faces, null when it has none. Exits 1 at the end if any input was unreadable.
+    the highest over its faces, null when it has none. A video's is the mean over sampled frames of
+    each frame's highest (with the maximum beside it). Exits 1 at the end if any input was unreadable.
 
     \b
     Examples:
@@ -48,6 +51,22 @@ def score(images, arch, weights, no_face_crop, as_json):
     max_pixels = LimitSettings.from_env().max_image_pixels
     failed = False
     for path in images:
+        if _is_video(path):
+            if face_detector is None:
+                raise click.UsageError(f"{path} is a video: videos are scored on their faces, drop --no-face-crop")
+            try:
+                video = scoring.score_video(path, model, face_detector, frame_count=video_frames)
+            except (OSError, media_lib.InvalidMedia) as exc:
+                failed = True
+                emit({"path": path, "error": str(exc)}, as_json, f"{path}: error: {exc}")
+                continue
+            shown = "no face" if video.max_fake_probability is None else (
+                f"{video.mean_fake_probability:.6f} mean, {video.max_fake_probability:.6f} max")
+            emit({"path": path, "video": True, "fake_probability": video.mean_fake_probability,
+                  "max_fake_probability": video.max_fake_probability, "frames_sampled": video.frames_sampled,
+                  "frames_with_faces": video.frames_with_faces, "model": model.description}, as_json,
+                 f"{path}\t{shown}\t{video.frames_with_faces}/{video.frames_sampled} frames with faces")
+            continue
         try:
             rgb = media_lib.decode_image(path, max_pixels)
         except (OSError, media_lib.InvalidMedia) as exc:
@@ -69,6 +88,16 @@ def score(images, arch, weights, no_face_crop, as_json):
         emit(record, as_json, f"{path}\t{shown}\t{len(results)} face(s)")
     if failed:
         sys.exit(1)
+
+
+def _is_video(path: str) -> bool:
+    from dfp import media as media_lib
+
+    try:
+        with open(path, "rb") as handle:
+            return media_lib.sniff(handle.read(64)) == media_lib.VIDEO
+    except OSError:
+        return False
 
 
 @detector.command("export")

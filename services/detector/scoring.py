@@ -16,6 +16,7 @@ import pathlib
 import numpy as np
 
 from dfp import faces as faces_lib
+from dfp import media as media_lib
 from services.detector import archs, pretrained
 from services.detector.calibration import Platt
 from services.detector.weights import load_h5_weights
@@ -137,3 +138,26 @@ def score_image(
     found, crops = crops_for_image(rgb, detector.input_size, face_detector)
     probabilities = detector.fake_probability(crops)
     return [FaceResult(f.box, f.confidence, float(p)) for f, p in zip(found, probabilities)]
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoResult:
+    frames_sampled: int
+    frames_with_faces: int
+    mean_fake_probability: float | None  # over frames, each frame's most fake face
+    max_fake_probability: float | None
+
+
+def score_video(path: str | os.PathLike, detector: Detector, face_detector: faces_lib.FaceDetector,
+                frame_count: int = 24) -> VideoResult:
+    """Probability of fake of a video: `frame_count` frames spread over it, faces found in each."""
+    per_frame = []
+    sampled = 0
+    for frame in media_lib.sample_frames(path, frame_count=frame_count):
+        sampled += 1
+        results = score_image(frame.rgb, detector, face_detector)
+        if results:
+            per_frame.append(max(r.fake_probability for r in results))
+    if not per_frame:
+        return VideoResult(sampled, 0, None, None)
+    return VideoResult(sampled, len(per_frame), float(np.mean(per_frame)), float(np.max(per_frame)))

@@ -1,7 +1,6 @@
 """`dfp creator animate`: arrays used as given with their raw outputs saved, and media files
 face-cropped, animated and written as a labelled video with the driving clip's audio."""
 
-import json
 import pathlib
 
 import av

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 
 from dfp import media as media_lib
 from dfp import storage
+from dfp.client import sha256_file
 from dfp.config import LimitSettings
 from dfp.ids import new_id, parse_name
 from dfp.storage import MEDIA, NotFound, ObjectStore
@@ -136,16 +137,12 @@ class MediaStore:
                         media_id: str) -> MediaRecord:
         """Stores a file the platform made (blob, then record) under a given id, so that a job that
         runs again after a lost worker overwrites its own result instead of leaving a second one."""
-        digest = hashlib.sha256()
-        size = 0
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1024 * 1024), b""):
-                digest.update(chunk)
-                size += len(chunk)
+        sha256 = sha256_file(path)
+        size = os.path.getsize(path)
         info = self.probe(pathlib.Path(path))
-        request = UploadRequest(display_name=display_name, sha256=digest.hexdigest(), declared_size=size,
-                                retention=None, labels=labels)
-        record = dataclasses.replace(self._new_record(team, request, info, size, digest.hexdigest()), id=media_id)
+        request = UploadRequest(display_name=display_name, sha256=sha256, declared_size=size, retention=None,
+                                labels=labels)
+        record = dataclasses.replace(self._new_record(team, request, info, size, sha256), id=media_id)
         self._store.put_file(MEDIA, storage.media_blob_key(team, record.id), os.fspath(path), info.content_type,
                              metadata={"sha256": record.sha256})
         self._store.put_json(MEDIA, storage.media_record_key(team, record.id), dataclasses.asdict(record))

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pathlib
 import shutil
 
 import torch
 
+from dfp.client import sha256_file
 from dfp.provenance import code_version
 from services.creator import checkpoints
 from services.creator.training import clips as clips_lib
 from services.creator.training.evaluate import reconstruction_l1
 from services.creator.training.train import CHECKPOINT
-
-
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_release(run_dir: pathlib.Path, out_dir: pathlib.Path) -> pathlib.Path:
@@ -59,7 +51,7 @@ def animation_card(run_dir: pathlib.Path, release_dir: pathlib.Path, data: pathl
             "heldout_fraction": clips_lib.HOLDOUT_FRACTION,
             "clips": {
                 clip.name: {"frames": len(clip.frames), "train_frames": clip.split_index,
-                            "heldout_frames": len(clip.heldout_frames), "sha256": _sha256(data / f"{clip.name}.mp4")}
+                            "heldout_frames": len(clip.heldout_frames), "sha256": sha256_file(data / f"{clip.name}.mp4")}
                 for clip in clips
             },
         },

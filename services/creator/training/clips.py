@@ -5,12 +5,12 @@ is held out for evaluation, as the issue's protocol asks."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import pathlib
 
 import numpy as np
 
 from dfp import faces as faces_lib
+from dfp.client import sha256_file
 from dfp import media
 from dfp.config import cache_dir
 from services.creator.pipelines import animate_media
@@ -37,7 +37,7 @@ class Clip:
 
 
 def _cache_path(video: pathlib.Path, size: int) -> pathlib.Path:
-    digest = hashlib.sha256(video.read_bytes()).hexdigest()[:16]
+    digest = sha256_file(video)[:16]
     return cache_dir() / "fomm-clips" / f"{video.stem}-{digest}-{size}.npy"
 
 

@@ -274,6 +274,27 @@ class Client:
         )
         return _call(self._creation.AnimateImage, request, timeout=self._timeout(timeout_s))
 
+    def swap_face(
+        self,
+        target_media: str,
+        model: str,
+        *,
+        version: int | None = None,
+        to_identity: str = "b",
+        no_color_transfer: bool = False,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> operations_pb2.Operation:
+        """Queues a face swap job over a stored video and returns its operation at once."""
+        spec = common_pb2.ModelSpec(name=model)
+        if version is not None:
+            spec.version.value = version
+        request = creation_pb2.SwapFaceRequest(
+            target_media=target_media, model=spec, to_identity=to_identity, no_color_transfer=no_color_transfer,
+            request_id=request_id or str(uuid.uuid4()),
+        )
+        return _call(self._creation.SwapFace, request, timeout=self._timeout(timeout_s))
+
     # Operations
 
     def get_operation(self, name: str, timeout_s: float | None = None) -> operations_pb2.Operation:

@@ -1,5 +1,5 @@
-"""The platform on one machine: S3 server, detector model server, TorchServe with the animation
-model, and the gateway as local processes.
+"""The platform on one machine: S3 server, detector model server, the creator service (TorchServe
+with the animation model and the registry's face swap models), and the gateway as local processes.
 
 Used by `make demo`, the integration tests and the benchmarks, so all of them run the real servers the
 same way. Each process gets free ports on 127.0.0.1 and its logs in the stack's folder; `stop`
@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from dfp.local_s3 import LocalS3, free_port
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+CREATOR_POLL_S = 0.5
 
 
 def wait_healthy(target: str, service: str = "", timeout_s: float = 120.0, process: subprocess.Popen | None = None,
@@ -43,8 +44,9 @@ def wait_healthy(target: str, service: str = "", timeout_s: float = 120.0, proce
 
 
 class LocalStack:
-    """``animation_model`` is (config, checkpoint) of the FOMM model TorchServe serves as "fomm";
-    None leaves TorchServe out (animation jobs then fail with UNAVAILABLE)."""
+    """``animation_model`` is (config, checkpoint) of the FOMM model the creator serves as "fomm";
+    None leaves the creator service out (creation jobs then fail with UNAVAILABLE). The creator reads
+    the registry for face swap models every ``CREATOR_POLL_S``."""
 
     def __init__(self, workdir: pathlib.Path, model_base_path: pathlib.Path, extra_env: dict[str, str] | None = None,
                  animation_model: tuple[pathlib.Path, pathlib.Path] | None = None):
@@ -52,7 +54,7 @@ class LocalStack:
         self.model_base_path = pathlib.Path(model_base_path)
         self.extra_env = dict(extra_env or {})
         self.animation_model = animation_model
-        self.torchserve = None
+        self.creator_target = f"127.0.0.1:{free_port()}" if animation_model is not None else None
         self.s3 = LocalS3(self.workdir / "s3")
         self.model_server_target = f"127.0.0.1:{free_port()}"
         self.gateway_target = f"127.0.0.1:{free_port()}"
@@ -68,7 +70,7 @@ class LocalStack:
             "DFP_GATEWAY_LISTEN": self.gateway_target,
             "DFP_DETECTOR_TARGET": self.model_server_target,
             "DFP_GATEWAY": self.gateway_target,
-            **({"DFP_CREATOR_TARGET": self.torchserve.inference_target} if self.torchserve else {}),
+            **({"DFP_CREATOR_TARGET": self.creator_target} if self.creator_target else {}),
             "PYTHONPATH": str(REPO),
             **self.extra_env,
         }
@@ -91,26 +93,39 @@ class LocalStack:
             self.start_process("model_server", "services.detector.model_server", self.model_server_target,
                                "tensorflow.serving.PredictionService")
             if self.animation_model is not None:
-                self.start_torchserve()
+                self.start_creator()
             self.start_gateway()
         except BaseException:
             self.stop()
             raise
         return self
 
-    def start_torchserve(self) -> None:
-        from services.creator.serving.torchserve_process import TorchServe, build_archive
-
+    def start_creator(self, timeout_s: float = 240.0) -> None:
         config, checkpoint = self.animation_model
-        store = self.workdir / "model-store"
-        build_archive(config, checkpoint, store, name="fomm")
-        self.torchserve = TorchServe(self.workdir / "torchserve", store, ["fomm=fomm.mar"])
-        self.torchserve.start()
+        workdir = self.workdir / "creator"
+        ready = workdir / "ready"
+        ready.unlink(missing_ok=True)
+        log = open(self.log_path("creator"), "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.creator.serving", "--config", str(config), "--checkpoint", str(checkpoint),
+             "--grpc-port", self.creator_target.rsplit(":", 1)[1], "--http-port", str(free_port()),
+             "--workdir", str(workdir), "--ready-file", str(ready), "--poll-s", str(CREATOR_POLL_S)],
+            env=self.env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self._processes["creator"] = process
+        deadline = time.monotonic() + timeout_s
+        while not ready.exists():
+            if process.poll() is not None:
+                raise RuntimeError(f"creator exited with {process.returncode}\n"
+                                   f"{self.log_path('creator').read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"creator not ready after {timeout_s:.0f} s; see {self.log_path('creator')}")
+            time.sleep(0.3)
 
     def start_gateway(self) -> None:
         self.start_process("gateway", "gateway", self.gateway_target, "dfp.v1.DetectionService")
 
-    def stop_process(self, name: str, timeout_s: float = 20.0) -> None:
+    def stop_process(self, name: str, timeout_s: float = 60.0) -> None:
         process = self._processes.pop(name, None)
         if process is None or process.poll() is not None:
             return
@@ -124,8 +139,6 @@ class LocalStack:
     def stop(self) -> None:
         for name in list(self._processes)[::-1]:
             self.stop_process(name)
-        if self.torchserve is not None:
-            self.torchserve.stop()
         self.s3.stop()
 
     def __enter__(self) -> "LocalStack":

@@ -1,4 +1,4 @@
-"""dfp.v1.CreationService, and the animate_image job that AnimateImage queues."""
+"""dfp.v1.CreationService, and the jobs its RPCs queue: animate_image and swap_face."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ from dfp import faces as faces_lib
 from dfp import media as media_lib
 from dfp import provenance
 from dfp.config import LimitSettings
+from dfp.registry import ModelRegistry, RegistryError
 from dfp.v1 import common_pb2, creation_pb2, creation_pb2_grpc
-from gateway.creator_client import CreatorClient, TorchServeAnimator
+from gateway.creator_client import CreatorClient, TorchServeAnimator, TorchServeSwapper
 from gateway.errors import InvalidArgument, ResourceNotFound, abort_on_error
 from gateway.jobs import JobContext, JobFailed, JobKind, JobRunner, JobStore
 from gateway.media_store import MediaStore
 from gateway.tenancy import TeamResolver
-from services.creator.pipelines import animate_media
+from services.creator.pipelines import animate_media, swap_media
 
 ANIMATE_IMAGE = "animate_image"
+SWAP_FACE = "swap_face"
+IDENTITIES = ("a", "b")
 _MODES = {
     creation_pb2.ANIMATION_MODE_UNSPECIFIED: "relative",
     creation_pb2.RELATIVE: "relative",
@@ -41,13 +44,39 @@ def _model(request: creation_pb2.AnimateImageRequest, default_model: str) -> tup
     return name, version
 
 
+def swap_model_card(registry: ModelRegistry, spec: common_pb2.ModelSpec) -> dict:
+    """The registry card of the face swap version a request names (its published one when unset)."""
+    if not spec.name:
+        raise InvalidArgument("model.name must name a face swap model in the registry (see `dfp swap register`)")
+    try:
+        model = registry.model(spec.name)
+    except RegistryError as exc:
+        raise ResourceNotFound(f"{exc}; list models with `dfp models list`") from None
+    if model["kind"] != "face_swap":
+        raise InvalidArgument(f"model {spec.name} is a {model['kind']} model, not a face swap model")
+    if spec.HasField("version"):
+        if spec.version.value <= 0:
+            raise InvalidArgument("model.version must be positive when set")
+        version = spec.version.value
+    elif model["serving_version"] is None:
+        raise ResourceNotFound(f"face swap model {spec.name} has no published version; publish one first")
+    else:
+        version = model["serving_version"]
+    try:
+        return registry.card(spec.name, version)
+    except RegistryError as exc:
+        raise ResourceNotFound(str(exc)) from None
+
+
 class CreationServicer(creation_pb2_grpc.CreationServiceServicer):
-    def __init__(self, media: MediaStore, jobs: JobStore, runner: JobRunner, default_model: str, team_of: TeamResolver):
+    def __init__(self, media: MediaStore, jobs: JobStore, runner: JobRunner, default_model: str, team_of: TeamResolver,
+                 registry: ModelRegistry):
         self._media = media
         self._jobs = jobs
         self._runner = runner
         self._default_model = default_model
         self._team_of = team_of
+        self._registry = registry
 
     @abort_on_error
     def AnimateImage(self, request, context):
@@ -65,6 +94,25 @@ class CreationServicer(creation_pb2_grpc.CreationServiceServicer):
         if driving.media_type != media_lib.VIDEO:
             raise InvalidArgument(f"driving_media {request.driving_media} is an image; the driving media must be a video")
         job = self._jobs.create(team, ANIMATE_IMAGE, request, target=request.source_media, request_id=request.request_id)
+        self._runner.wake()
+        return job.get_operation()
+
+    @abort_on_error
+    def SwapFace(self, request, context):
+        team = self._team_of(context)
+        if request.to_identity not in ("", *IDENTITIES):
+            raise InvalidArgument(f"to_identity must be \"a\" or \"b\", got {request.to_identity!r}")
+        if not request.target_media:
+            raise InvalidArgument("set target_media (a stored video)")
+        card = swap_model_card(self._registry, request.model)
+        target = self._media.get(team, request.target_media)
+        if target.media_type != media_lib.VIDEO:
+            raise InvalidArgument(f"target_media {request.target_media} is an image; face swap works on videos")
+        # The job swaps with the version resolved now, even if another is published while it waits.
+        queued = creation_pb2.SwapFaceRequest()
+        queued.CopyFrom(request)
+        queued.model.version.value = card["version"]
+        job = self._jobs.create(team, SWAP_FACE, queued, target=request.target_media, request_id=request.request_id)
         self._runner.wake()
         return job.get_operation()
 
@@ -116,3 +164,46 @@ def animate_image_job(creator: CreatorClient, media: MediaStore, face_detector: 
         )
 
     return JobKind(creation_pb2.AnimateImageRequest, run)
+
+
+def swap_face_job(creator: CreatorClient, media: MediaStore, registry: ModelRegistry,
+                  face_detector: faces_lib.FaceDetector, batch_size: int) -> JobKind:
+    """The swap_face job: fetch the target video, swap through TorchServe, store the labelled video."""
+
+    def run(job: JobContext) -> creation_pb2.SwapFaceResponse:
+        request: creation_pb2.SwapFaceRequest = job.request
+        try:
+            card = swap_model_card(registry, request.model)
+            target = media.get(job.team, request.target_media)
+        except ResourceNotFound as exc:
+            raise JobFailed(code_pb2.NOT_FOUND, f"{exc}; it was removed after the job was queued") from None
+        job.progress(0, target.frame_count, force=True)
+        operation_id = job.name.split("/", 1)[1]
+        name, version = card["name"], card["version"]
+        swapper = TorchServeSwapper(creator, name, version, card["resolution"])
+        options = swap_media.MergeOptions(to_identity=request.to_identity or "b", coverage=card["coverage"],
+                                          color_transfer=not request.no_color_transfer, batch_size=batch_size)
+        generator = f"faceswap:{name}:v{version}"
+        with tempfile.TemporaryDirectory(prefix="dfp-swap-") as workdir:
+            target_path = pathlib.Path(workdir) / "target"
+            out_path = pathlib.Path(workdir) / "result.mp4"
+            media.download_to(target, target_path)
+            try:
+                result = swap_media.swap_video(swapper, target_path, out_path, options, detector=face_detector,
+                                               metadata=provenance.synthetic_metadata(generator, job.name),
+                                               progress=job.progress)
+            except (swap_media.NoFace, media_lib.InvalidMedia) as exc:
+                raise JobFailed(code_pb2.INVALID_ARGUMENT, str(exc)) from None
+            job.progress(result.frames, result.frames, force=True)
+            stored = media.store_generated(
+                job.team, out_path, f"swapped-{target.display_name or target.id}.mp4",
+                {"dfp_synthetic": "true", "dfp_generator": generator, "dfp_operation": operation_id},
+                media_id=operation_id,
+            )
+        return creation_pb2.SwapFaceResponse(
+            result_media=stored.name, frames=result.frames, swapped_frames=result.swapped_frames,
+            frames_per_second=result.frames_per_second, has_audio=result.has_audio,
+            model=common_pb2.ModelVersion(name=name, version=version),
+        )
+
+    return JobKind(creation_pb2.SwapFaceRequest, run)

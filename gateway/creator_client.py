@@ -1,8 +1,9 @@
 """The gateway's client for the creator models: TorchServe's gRPC inference API.
 
 ``TorchServeAnimator`` has the shape the animation pipeline expects (``frame_size``, ``prepare``,
-``animate_batch``), so the gateway runs the same framing code as the offline CLI while the network
-runs under TorchServe. Every call carries a deadline; failures map to the gateway's errors."""
+``animate_batch``) and ``TorchServeSwapper`` the shape the swap merge expects (``resolution``,
+``swap``), so the gateway runs the same framing and blending code as the offline CLI while the
+networks run under TorchServe. Every call carries a deadline; failures map to the gateway's errors."""
 
 from __future__ import annotations
 
@@ -48,6 +49,33 @@ class TorchServeAnimator:
         return RemoteBatch(prediction.astype(np.float32) / 255.0)
 
 
+class TorchServeSwapper:
+    """One version of a face swap model under TorchServe, seen as a batch face swapper."""
+
+    def __init__(self, client: "CreatorClient", model: str, version: int, resolution: int):
+        self._client = client
+        self.model = model
+        self.version = version
+        self.resolution = resolution
+
+    def swap(self, aligned: np.ndarray, to_identity: str) -> tuple[np.ndarray, np.ndarray]:
+        faces, masks = [], []
+        for start in range(0, len(aligned), protocol.MAX_BATCH):
+            body = protocol.encode_swap_request(protocol.SwapRequest(aligned[start:start + protocol.MAX_BATCH],
+                                                                     to_identity))
+            try:
+                answer = self._client.predict(self.model, str(self.version), body, what="face swap")
+            except ResourceNotFound:
+                # The registry has this version, so the creator has not loaded it yet, or refused it.
+                raise Unavailable(f"face swap model {self.model} version {self.version} is not loaded by the "
+                                  "creator service yet (it loads published versions within its poll interval; "
+                                  "a version it refuses is named in its log); retry later") from None
+            batch_faces, batch_masks = protocol.decode_swap_response(answer)
+            faces.append(batch_faces)
+            masks.append(batch_masks.astype(np.float32) / 255.0)
+        return np.concatenate(faces), np.concatenate(masks)
+
+
 class CreatorClient:
     def __init__(self, target: str, timeout_s: float = 120.0):
         self._channel = insecure_channel(target)
@@ -57,7 +85,7 @@ class CreatorClient:
     def close(self) -> None:
         self._channel.close()
 
-    def predict(self, model: str, version: str, body: bytes) -> bytes:
+    def predict(self, model: str, version: str, body: bytes, what: str = "animation") -> bytes:
         request = inference_pb2.PredictionsRequest(model_name=model, model_version=version, input={"body": body})
         try:
             return self._stub.Predictions(request, timeout=self._timeout_s).prediction
@@ -65,9 +93,9 @@ class CreatorClient:
             code, details = exc.code(), exc.details() or ""
             if "Model not found" in details or "Model version not found" in details:
                 wanted = f"{model} version {version}" if version else model
-                raise ResourceNotFound(f"animation model {wanted} is not served: {details}") from None
+                raise ResourceNotFound(f"{what} model {wanted} is not served: {details}") from None
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise Unavailable(f"the animation model server is unavailable ({code.name}); retry later") from None
+                raise Unavailable(f"the {what} model server is unavailable ({code.name}); retry later") from None
             if code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidArgument(f"the animation model refused the input: {details}") from None
+                raise InvalidArgument(f"the {what} model refused the input: {details}") from None
             raise

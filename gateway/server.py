@@ -10,9 +10,10 @@ from google.longrunning import operations_pb2_grpc
 from dfp.config import GatewaySettings
 from dfp.faces import FaceDetector
 from dfp.grpc_util import Server
+from dfp.registry import ModelRegistry
 from dfp.storage import ObjectStore
 from dfp.v1 import creation_pb2_grpc, detection_pb2_grpc, jobs_pb2_grpc, media_pb2_grpc
-from gateway.creation_servicer import ANIMATE_IMAGE, CreationServicer, animate_image_job
+from gateway.creation_servicer import ANIMATE_IMAGE, SWAP_FACE, CreationServicer, animate_image_job, swap_face_job
 from gateway.creator_client import CreatorClient
 from gateway.detection import DetectionPipeline
 from gateway.detection_servicer import DETECT_VIDEO, DetectionServicer, detect_video_job
@@ -39,6 +40,7 @@ class Gateway:
         self.detector = DetectorClient(settings.detector_target, settings.detector_timeout_s)
         self.creator = CreatorClient(settings.creator_target, settings.creator_timeout_s)
         face_detector = FaceDetector()
+        registry = ModelRegistry(self.store)
         pipeline = DetectionPipeline(self.detector, face_detector)
         self.runner = JobRunner(
             self.jobs,
@@ -47,6 +49,8 @@ class Gateway:
                 ANIMATE_IMAGE: animate_image_job(self.creator, self.media, face_detector, settings.limits,
                                                  settings.default_animation_model, settings.animation_batch_size,
                                                  settings.animation_input_size),
+                SWAP_FACE: swap_face_job(self.creator, self.media, registry, face_detector,
+                                         settings.animation_batch_size),
             },
             workers=settings.job_workers,
             lease_s=settings.job_lease_s,
@@ -64,7 +68,8 @@ class Gateway:
                 ),
                 (
                     creation_pb2_grpc.add_CreationServiceServicer_to_server,
-                    CreationServicer(self.media, self.jobs, self.runner, settings.default_animation_model, team_of),
+                    CreationServicer(self.media, self.jobs, self.runner, settings.default_animation_model, team_of,
+                                     registry),
                     "dfp.v1.CreationService",
                 ),
                 (operations_pb2_grpc.add_OperationsServicer_to_server, OperationsServicer(self.jobs, team_of),

@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO))
 from dfp import faces as faces_lib  # noqa: E402  (torch stack before TensorFlow: see dfp.faces)
 from dfp import media, provenance  # noqa: E402
 from services.creator.pipelines import swap_media  # noqa: E402
-from services.creator.training.swap_train import HOLDOUT_FRACTION, load_run  # noqa: E402
+from services.creator.swap_model import load_run  # noqa: E402
+from services.creator.training.swap_train import HOLDOUT_FRACTION  # noqa: E402
 
 
 def main() -> None:

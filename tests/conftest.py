@@ -73,6 +73,36 @@ def animation_model(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
 
 
 @pytest.fixture(scope="session")
+def swap_facesets(shared, tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
+    """Face sets a and b at 64x64 from two driving clips (every second frame), with consent records."""
+    from click.testing import CliRunner
+
+    from dfp.cli.main import cli
+
+    root = tmp_path_factory.mktemp("facesets")
+    for name, clip in (("a", "d18.mp4"), ("b", "d19.mp4")):
+        result = CliRunner().invoke(cli, ["swap", "extract", str(shared / "video" / "driving" / clip), "--out",
+                                          str(root / name), "--size", "64", "--every", "2",
+                                          "--consent-by", "test suite", "--consent", "published research asset"])
+        assert result.exit_code == 0, result.output
+    return root / "a", root / "b"
+
+
+@pytest.fixture(scope="session")
+def swap_run(swap_facesets, tmp_path_factory) -> pathlib.Path:
+    """A finished (two-step) face swap training run on the two face sets."""
+    from click.testing import CliRunner
+
+    from dfp.cli.main import cli
+
+    run = tmp_path_factory.mktemp("swap") / "run"
+    result = CliRunner().invoke(cli, ["swap", "train", "--a", str(swap_facesets[0]), "--b", str(swap_facesets[1]),
+                                      "--out", str(run), "--batch-size", "2", "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory, model_base_path, animation_model):
     with LocalStack(tmp_path_factory.mktemp("stack"), model_base_path, STACK_ENV, animation_model) as running:
         yield running

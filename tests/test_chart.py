@@ -69,6 +69,13 @@ def test_animation_model_runs_torchserve_on_a_gpu_reachable_only_from_the_gatewa
     assert allowed["app.kubernetes.io/component"] == "gateway"
 
 
+def test_the_creator_reads_the_registry_for_face_swap_models():
+    torchserve = container(by_kind(render("gpu-values.yaml"), "Deployment")["release-dfp-animate"], "torchserve")
+    env = {e["name"]: e.get("value") for e in torchserve["env"]}
+    assert env["DFP_SWAP_REGISTRY_SYNC"] == "1" and env["DFP_CREATOR_POLL_S"] == "30"
+    assert "DFP_S3_ENDPOINT" in env and "DFP_S3_SECRET_KEY" in env
+
+
 def test_cpu_only_values_request_no_gpu():
     docs = render("cpu-only-values.yaml")
     detector = by_kind(docs, "Deployment")["release-dfp-detector"]

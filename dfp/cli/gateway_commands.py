@@ -1,4 +1,4 @@
-"""Commands that call the gateway: upload, detect, animate, jobs, media."""
+"""Commands that call the gateway: upload, detect, animate, faceswap, jobs, media."""
 
 from __future__ import annotations
 
@@ -195,6 +195,48 @@ def animate(client, source, driving, out, mode, model, no_face_crop, return_crop
                f"(model {result.model.name}){where}")
 
 
+@click.command()
+@click.argument("target")
+@click.option("--model", required=True, help="Face swap model in the registry (`dfp swap register`).")
+@click.option("--version", type=click.IntRange(1), default=None, help="Model version (default: the published one).")
+@click.option("--to", "to_identity", type=click.Choice(["a", "b"]), default="b", show_default=True,
+              help="Identity whose face is put in.")
+@click.option("--no-color-transfer", is_flag=True, help="Keep the decoder's colours.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
+              help="Download the result video here (default: leave it stored and print its name).")
+@click.option("--detach", is_flag=True, help="Print the job name and return without waiting.")
+@gateway_options
+def faceswap(client, target, model, version, to_identity, no_color_transfer, out, detach, as_json, quiet):
+    """Swap the face in every frame of a video with a trained face swap model, on the platform.
+
+    TARGET is a local video (uploaded first) or a stored media name. The result keeps the target's
+    audio, is labelled as synthetic, and is downloaded to --out when given.
+
+    \b
+    Examples:
+      dfp faceswap take2.mp4 --model swap-ab --out swapped.mp4
+      dfp faceswap media/abc... --model swap-ab --version 3 --to a --detach
+    """
+    from dfp.v1 import creation_pb2
+
+    operation = client.swap_face(_media_name(client, target, quiet), model, version=version, to_identity=to_identity,
+                                 no_color_transfer=no_color_transfer)
+    if detach:
+        emit({"operation": operation.name}, as_json, operation.name)
+        note(f"follow it with: dfp jobs wait {operation.name}")
+        return
+    note(f"job {operation.name}")
+    result = _wait(client, operation.name, quiet, creation_pb2.SwapFaceResponse)
+    if out is not None:
+        client.download(result.result_media, out)
+    if as_json:
+        emit(result, True)
+        return
+    where = f", saved to {out}" if out is not None else ""
+    click.echo(f"{result.result_media}: {result.swapped_frames} of {result.frames} frames swapped "
+               f"(model {result.model.name} v{result.model.version}){where}")
+
+
 def _print_image_result(result, target: str, as_json: bool) -> None:
     if as_json:
         emit(result, True)
@@ -332,5 +374,5 @@ def media_delete(client, name, as_json, quiet):
 
 
 def register(cli: click.Group) -> None:
-    for command in (upload, detect, animate, jobs, media):
+    for command in (upload, detect, animate, faceswap, jobs, media):
         cli.add_command(command)

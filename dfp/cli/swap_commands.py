@@ -103,7 +103,7 @@ def merge_command(run_dir, target, out, to_identity, no_color_transfer, device, 
     from dfp import faces  # noqa: F401
     from dfp import provenance
     from services.creator.pipelines import swap_media
-    from services.creator.training.swap_train import load_run
+    from services.creator.swap_model import load_run
 
     model, settings = load_run(run_dir)
     coverage = settings.get("coverage", 1.6)
@@ -116,6 +116,43 @@ def merge_command(run_dir, target, out, to_identity, no_color_transfer, device, 
     finally:
         bar.close()
     emit(dataclasses.asdict(result), as_json, f"wrote {out}: {result.swapped_frames} of {result.frames} frames swapped")
+
+
+@swap.command("register")
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), required=True,
+              help="A finished `dfp swap train` run folder.")
+@click.option("--name", required=True, help="Registry model name, for example `swap-d6-d9`.")
+@click.option("--publish", is_flag=True, help="Also make it the served version (the creator picks it up).")
+@click.option("--json", "as_json", is_flag=True)
+def register_command(run_dir, name, publish, as_json):
+    """Store a trained pair (weights, settings, card) in the model registry as a face_swap model.
+
+    The card carries both face sets' sources and consent records, the held-out metrics and the
+    training command. The creator service serves the published version of every face swap model,
+    which the gateway's SwapFace RPC then uses by name. Uses DFP_S3_* settings.
+
+    \b
+    Example:
+      dfp swap register --run runs/ab --name swap-ab --publish
+    """
+    import sys
+    import tempfile
+
+    from dfp.cli.offline_commands import registry_from_env
+    from services.creator.swap_model import export_release
+    from services.creator.training.swap_card import swap_card
+
+    with tempfile.TemporaryDirectory() as tmp:
+        release = export_release(run_dir, pathlib.Path(tmp) / "release")
+        card = swap_card(run_dir, release, " ".join(["dfp", *sys.argv[1:]]))
+        registry = registry_from_env()
+        version = registry.register(name, "face_swap", release, card)
+    if publish:
+        registry.publish(name, version)
+    heldout = card["metrics"]["heldout"]
+    text = ", ".join(f"decoder {k}: SSIM {v['ssim']:.3f}" for k, v in heldout.items())
+    emit({"name": name, "version": version, "published": publish, "heldout": heldout}, as_json,
+         f"{name} v{version}: held-out {text}" + (" (published)" if publish else ""))
 
 
 def register(cli: click.Group) -> None:

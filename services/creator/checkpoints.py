@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import pickle
+import zipfile
 
 import torch
 import yaml
@@ -26,7 +28,21 @@ _WRAPPER_PREFIXES = ("module.",)
 
 
 class CheckpointMismatch(ValueError):
-    """A state dict does not fit the network its config builds."""
+    """A state dict does not fit the network its config builds, or the file is not a checkpoint."""
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint's tensors (no pickled code); a truncated or corrupt file raises CheckpointMismatch."""
+    try:
+        checkpoint = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        raise CheckpointMismatch(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointMismatch(f"{path}: a checkpoint must hold a dict of state dicts, got {type(checkpoint).__name__}")
+    return checkpoint
 
 
 @dataclasses.dataclass
@@ -112,8 +128,8 @@ def load_state_strict(network: torch.nn.Module, state_dict: dict, what: str) -> 
 def load_model(config_path: str | os.PathLike, checkpoint_path: str | os.PathLike) -> FommModel:
     """Config + published-format checkpoint -> networks in eval mode on the CPU."""
     model = build_networks(load_config(config_path))
-    checkpoint = torch.load(os.fspath(checkpoint_path), map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or "generator" not in checkpoint or "kp_detector" not in checkpoint:
+    checkpoint = read_checkpoint(checkpoint_path)
+    if "generator" not in checkpoint or "kp_detector" not in checkpoint:
         raise CheckpointMismatch(f"{checkpoint_path}: not a FOMM checkpoint (needs 'generator' and 'kp_detector')")
     load_state_strict(model.generator, checkpoint["generator"], "generator")
     load_state_strict(model.kp_detector, checkpoint["kp_detector"], "kp_detector")

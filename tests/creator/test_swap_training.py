@@ -2,24 +2,12 @@
 
 import json
 
-import pytest
 import torch
 from click.testing import CliRunner
 
 from dfp.cli.main import cli
+from services.creator.swap_model import load_run
 from services.creator.training.losses_swap import ssim, warped_batch
-from services.creator.training.swap_train import load_run
-
-
-@pytest.fixture(scope="module")
-def facesets(shared, tmp_path_factory):
-    root = tmp_path_factory.mktemp("facesets")
-    for name, clip, every in (("a", "d18.mp4", 2), ("b", "d19.mp4", 2)):
-        result = CliRunner().invoke(cli, ["swap", "extract", str(shared / "video" / "driving" / clip), "--out",
-                                          str(root / name), "--size", "64", "--every", str(every),
-                                          "--consent-by", "test suite", "--consent", "published research asset"])
-        assert result.exit_code == 0, result.output
-    return root / "a", root / "b"
 
 
 def test_ssim_is_one_for_equal_images_and_lower_for_noise():
@@ -36,10 +24,10 @@ def test_warped_inputs_differ_from_their_targets_and_masks_stay_in_range():
     assert 0 <= mask.min() and mask.max() <= 1 and mask.mean() > 0.2
 
 
-def test_training_runs_resumes_and_measures_each_decoder_on_held_out_faces(facesets, tmp_path):
+def test_training_runs_resumes_and_measures_each_decoder_on_held_out_faces(swap_facesets, tmp_path):
     run = tmp_path / "run"
-    args = ["swap", "train", "--a", str(facesets[0]), "--b", str(facesets[1]), "--out", str(run), "--batch-size", "2",
-            "--json"]
+    args = ["swap", "train", "--a", str(swap_facesets[0]), "--b", str(swap_facesets[1]), "--out", str(run),
+            "--batch-size", "2", "--json"]
     first = CliRunner().invoke(cli, args + ["--steps", "2"])
     assert first.exit_code == 0, first.output
     second = CliRunner().invoke(cli, args + ["--steps", "3"])
@@ -55,29 +43,25 @@ def test_training_runs_resumes_and_measures_each_decoder_on_held_out_faces(faces
     assert model(torch.rand(1, 3, 64, 64), "b")[0].shape == (1, 3, 64, 64)
 
 
-def test_a_face_set_too_small_is_refused(facesets, tmp_path):
+def test_a_face_set_too_small_is_refused(swap_facesets, tmp_path):
     small = tmp_path / "small"
     (small / "faces").mkdir(parents=True)
-    manifest = json.loads((facesets[0] / "faceset.json").read_text())
+    manifest = json.loads((swap_facesets[0] / "faceset.json").read_text())
     manifest["faces"] = manifest["faces"][:3]
     for entry in manifest["faces"]:
-        (small / entry["file"]).write_bytes((facesets[0] / entry["file"]).read_bytes())
+        (small / entry["file"]).write_bytes((swap_facesets[0] / entry["file"]).read_bytes())
     (small / "faceset.json").write_text(json.dumps(manifest))
-    result = CliRunner().invoke(cli, ["swap", "train", "--a", str(small), "--b", str(facesets[1]), "--out",
+    result = CliRunner().invoke(cli, ["swap", "train", "--a", str(small), "--b", str(swap_facesets[1]), "--out",
                                       str(tmp_path / "run"), "--steps", "1"])
     assert result.exit_code == 1
     assert "at least 16" in str(result.exception)
 
 
-def test_merge_swaps_every_face_keeps_the_frames_and_labels_the_video(facesets, tmp_path, shared):
+def test_merge_swaps_every_face_keeps_the_frames_and_labels_the_video(swap_run, tmp_path, shared):
     import av
 
-    run = tmp_path / "run"
-    trained = CliRunner().invoke(cli, ["swap", "train", "--a", str(facesets[0]), "--b", str(facesets[1]), "--out",
-                                       str(run), "--batch-size", "2", "--steps", "1"])
-    assert trained.exit_code == 0, trained.output
     target = shared / "video" / "driving" / "d0.mp4"
-    result = CliRunner().invoke(cli, ["swap", "merge", "--run", str(run), "--target", str(target), "--out",
+    result = CliRunner().invoke(cli, ["swap", "merge", "--run", str(swap_run), "--target", str(target), "--out",
                                       str(tmp_path / "swapped.mp4"), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
@@ -89,14 +73,41 @@ def test_merge_swaps_every_face_keeps_the_frames_and_labels_the_video(facesets, 
         assert container.streams.video[0].frames == frames
 
 
-def test_merge_onto_a_video_without_faces_is_refused_and_writes_nothing(facesets, tmp_path):
+def test_merge_onto_a_video_without_faces_is_refused_and_writes_nothing(swap_run, tmp_path):
     from tests.helpers import mp4_file
 
-    run = tmp_path / "run"
-    CliRunner().invoke(cli, ["swap", "train", "--a", str(facesets[0]), "--b", str(facesets[1]), "--out", str(run),
-                             "--batch-size", "2", "--steps", "1"])
     mp4_file(tmp_path / "blank.mp4", frames=6, size=64)
-    result = CliRunner().invoke(cli, ["swap", "merge", "--run", str(run), "--target", str(tmp_path / "blank.mp4"),
+    result = CliRunner().invoke(cli, ["swap", "merge", "--run", str(swap_run), "--target", str(tmp_path / "blank.mp4"),
                                       "--out", str(tmp_path / "out.mp4")])
     assert result.exit_code == 1 and "no face" in str(result.exception)
     assert not list(tmp_path.glob("out.mp4*"))
+
+
+def test_a_corrupt_checkpoint_is_refused_with_the_reason_when_merging_resuming_or_registering(swap_run, swap_facesets,
+                                                                                                tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(swap_run, run)
+    checkpoint = run / "checkpoint.pth.tar"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
+    (tmp_path / "x.mp4").write_bytes(b"")
+    merged = CliRunner().invoke(cli, ["swap", "merge", "--run", str(run), "--target", str(tmp_path / "x.mp4"),
+                                      "--out", str(tmp_path / "out.mp4")])
+    assert merged.exit_code == 1 and "not a readable PyTorch checkpoint" in str(merged.exception)
+    resumed = CliRunner().invoke(cli, ["swap", "train", "--a", str(swap_facesets[0]), "--b", str(swap_facesets[1]),
+                                       "--out", str(run), "--steps", "3"])
+    assert resumed.exit_code == 1 and "not a readable PyTorch checkpoint" in str(resumed.exception)
+    registered = CliRunner().invoke(cli, ["swap", "register", "--run", str(run), "--name", "broken"])
+    assert registered.exit_code == 1 and "not a readable PyTorch checkpoint" in str(registered.exception)
+    assert not list(tmp_path.glob("out.mp4*"))
+
+
+def test_registering_needs_an_evaluation_of_the_final_checkpoint(swap_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(swap_run, run)
+    (run / "eval.json").unlink()
+    result = CliRunner().invoke(cli, ["swap", "register", "--run", str(run), "--name", "unmeasured"])
+    assert result.exit_code == 1 and "no evaluation of its checkpoint at step 2" in str(result.exception)

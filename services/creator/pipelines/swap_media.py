@@ -39,6 +39,7 @@ class MergeResult:
     frames: int
     swapped_frames: int
     frames_per_second: float
+    has_audio: bool
 
 
 def color_transfer(swapped: np.ndarray, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -149,4 +150,4 @@ def swap_video(swapper: FaceSwapper, target_path, out_path, options: MergeOption
     except BaseException:
         writer.abort()
         raise
-    return MergeResult(done, swapped_count, info.frames_per_second)
+    return MergeResult(done, swapped_count, info.frames_per_second, info.has_audio)

@@ -1,11 +1,16 @@
-"""The animation model's request and response bodies, shared by the TorchServe handler and its
-clients. A body is an uncompressed .npz (no pickles):
+"""The creator models' request and response bodies, shared by the TorchServe handlers and their
+clients. A body is an uncompressed .npz (no pickles).
 
-request:  source (H,W,3) uint8, initial (H,W,3) uint8 (the initial driving frame),
-          driving (B,H,W,3) uint8, mode () unicode: "relative" or "absolute";
-response: prediction (B,S,S,3) uint8, at the model's frame size S.
+Animation (FOMM):
+  request:  source (H,W,3) uint8, initial (H,W,3) uint8 (the initial driving frame),
+            driving (B,H,W,3) uint8, mode () unicode: "relative" or "absolute";
+  response: prediction (B,S,S,3) uint8, at the model's frame size S.
+  Frames of any size are accepted; the handler resizes them to the model's frame size.
 
-Frames of any size are accepted; the handler resizes them to the model's frame size."""
+Face swap (autoencoder):
+  request:  faces (B,S,S,3) uint8 aligned faces at the model's resolution S, to () unicode: the
+            identity whose decoder draws them ("a" or "b");
+  response: faces (B,S,S,3) uint8 swapped faces, masks (B,S,S) uint8 predicted face masks."""
 
 from __future__ import annotations
 
@@ -39,6 +44,21 @@ def _frame_check(name: str, array: np.ndarray, ndim: int) -> None:
         raise BadRequest(f"{name} frames must be 8 to {MAX_SIDE} pixels on a side, got {array.shape[-3:-1]}")
 
 
+def _read_npz(body: bytes | bytearray, names: set[str]) -> dict[str, np.ndarray]:
+    if not body:
+        raise BadRequest("empty request body")
+    try:
+        with np.load(io.BytesIO(bytes(body)), allow_pickle=False) as arrays:
+            missing = names - set(arrays.files)
+            if missing:
+                raise BadRequest(f"request lacks {', '.join(sorted(missing))}")
+            return {name: arrays[name] for name in names}
+    except BadRequest:
+        raise
+    except (ValueError, OSError, EOFError) as exc:
+        raise BadRequest(f"request body is not a readable .npz: {exc}") from None
+
+
 def encode_request(request: AnimationRequest) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, source=request.source, initial=request.initial, driving=request.driving,
@@ -47,18 +67,8 @@ def encode_request(request: AnimationRequest) -> bytes:
 
 
 def decode_request(body: bytes | bytearray) -> AnimationRequest:
-    if not body:
-        raise BadRequest("empty request body")
-    try:
-        with np.load(io.BytesIO(bytes(body)), allow_pickle=False) as arrays:
-            missing = {"source", "initial", "driving", "mode"} - set(arrays.files)
-            if missing:
-                raise BadRequest(f"request lacks {', '.join(sorted(missing))}")
-            request = AnimationRequest(arrays["source"], arrays["initial"], arrays["driving"], str(arrays["mode"]))
-    except BadRequest:
-        raise
-    except (ValueError, OSError, EOFError) as exc:
-        raise BadRequest(f"request body is not a readable .npz: {exc}") from None
+    arrays = _read_npz(body, {"source", "initial", "driving", "mode"})
+    request = AnimationRequest(arrays["source"], arrays["initial"], arrays["driving"], str(arrays["mode"]))
     _frame_check("source", request.source, 3)
     _frame_check("initial", request.initial, 3)
     _frame_check("driving", request.driving, 4)
@@ -78,3 +88,40 @@ def encode_response(prediction: np.ndarray) -> bytes:
 def decode_response(body: bytes) -> np.ndarray:
     with np.load(io.BytesIO(body), allow_pickle=False) as arrays:
         return arrays["prediction"]
+
+
+@dataclasses.dataclass
+class SwapRequest:
+    faces: np.ndarray
+    to_identity: str
+
+
+def encode_swap_request(request: SwapRequest) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, faces=request.faces, to=np.array(request.to_identity))
+    return buffer.getvalue()
+
+
+def decode_swap_request(body: bytes | bytearray, resolution: int, identities: tuple[str, ...]) -> SwapRequest:
+    arrays = _read_npz(body, {"faces", "to"})
+    request = SwapRequest(arrays["faces"], str(arrays["to"]))
+    _frame_check("faces", request.faces, 4)
+    if request.faces.shape[1:3] != (resolution, resolution):
+        raise BadRequest(f"faces must be aligned at this model's resolution {resolution}x{resolution}, "
+                         f"got {request.faces.shape[1]}x{request.faces.shape[2]}")
+    if not 1 <= len(request.faces) <= MAX_BATCH:
+        raise BadRequest(f"faces must hold 1 to {MAX_BATCH} faces, got {len(request.faces)}")
+    if request.to_identity not in identities:
+        raise BadRequest(f"to must be one of {', '.join(identities)}, got {request.to_identity!r}")
+    return request
+
+
+def encode_swap_response(faces: np.ndarray, masks: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, faces=faces, masks=masks)
+    return buffer.getvalue()
+
+
+def decode_swap_response(body: bytes) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(io.BytesIO(body), allow_pickle=False) as arrays:
+        return arrays["faces"], arrays["masks"]

@@ -5,6 +5,7 @@ In a cluster the same archive is served by the chart's TorchServe Deployment."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
@@ -19,32 +20,52 @@ from google.protobuf import empty_pb2
 
 from dfp.local_s3 import free_port
 
-HANDLER = pathlib.Path(__file__).resolve().parent / "fomm_handler.py"
+SERVING = pathlib.Path(__file__).resolve().parent
+FOMM_HANDLER = SERVING / "fomm_handler.py"
+SWAP_HANDLER = SERVING / "swap_handler.py"
 # A batch of 64 uint8 frames at 256x256 is 12.6 MB; TorchServe's default limit is 6.5 MB.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
-def build_archive(config: pathlib.Path, checkpoint: pathlib.Path, export_dir: pathlib.Path, name: str = "fomm",
-                  version: str = "1") -> pathlib.Path:
-    """``export_dir/name.mar`` holding the handler, ``config.yaml`` and the checkpoint."""
+def build_archive(handler: pathlib.Path, serialized: pathlib.Path, extra_files: dict[str, pathlib.Path],
+                  export_dir: pathlib.Path, name: str, version: str = "1", archive_name: str = "") -> pathlib.Path:
+    """``export_dir/{archive_name or name}.mar``: the handler, the serialized file, and ``extra_files``
+    (archive name -> local file) at the archive's top level."""
     export_dir.mkdir(parents=True, exist_ok=True)
+    archive_name = archive_name or name
     with tempfile.TemporaryDirectory() as staging:
-        staged_config = pathlib.Path(staging) / "config.yaml"
-        shutil.copyfile(config, staged_config)
+        staged = []
+        for arcname, local in extra_files.items():
+            shutil.copyfile(local, pathlib.Path(staging) / arcname)
+            staged.append(str(pathlib.Path(staging) / arcname))
         subprocess.run(
-            [sys.executable, "-m", "model_archiver.model_packaging", "--model-name", name, "--version", version,
-             "--serialized-file", str(checkpoint), "--handler", str(HANDLER), "--extra-files", str(staged_config),
+            [sys.executable, "-m", "model_archiver.model_packaging", "--model-name", archive_name, "--version", version,
+             "--serialized-file", str(serialized), "--handler", str(handler), "--extra-files", ",".join(staged),
              "--export-path", str(export_dir), "--force"],
             check=True, capture_output=True, text=True,
         )
-    return export_dir / f"{name}.mar"
+    return export_dir / f"{archive_name}.mar"
+
+
+def build_fomm_archive(config: pathlib.Path, checkpoint: pathlib.Path, export_dir: pathlib.Path, name: str = "fomm",
+                       version: str = "1") -> pathlib.Path:
+    return build_archive(FOMM_HANDLER, checkpoint, {"config.yaml": config}, export_dir, name, version)
+
+
+def build_swap_archive(release: pathlib.Path, export_dir: pathlib.Path, name: str, version: str) -> pathlib.Path:
+    """A face swap release folder (settings and weights) as ``export_dir/{name}.v{version}.mar``."""
+    from services.creator import swap_model
+
+    return build_archive(SWAP_HANDLER, release / swap_model.CHECKPOINT, {swap_model.SETTINGS: release / swap_model.SETTINGS},
+                         export_dir, name, version, archive_name=f"{name}.v{version}")
 
 
 class TorchServe:
     """TorchServe serving the archives in ``model_store``, gRPC inference on ``inference_target``.
 
     Ports left at 0 are picked free. Management (gRPC and HTTP) always binds 127.0.0.1: models are
-    registered from archives at start, never over the network."""
+    registered from archives in the model store, at start or by this process (``register``), never
+    over the network."""
 
     def __init__(self, workdir: pathlib.Path, model_store: pathlib.Path, models: list[str], workers: int = 1,
                  bind: str = "127.0.0.1", inference_port: int = 0, http_port: int = 0, log_to_file: bool = True):
@@ -82,7 +103,8 @@ class TorchServe:
             "load_models": ",".join(self.models),
             "default_workers_per_model": self.workers,
             "disable_token_authorization": "true",
-            "enable_model_api": "false",
+            # Registration at run time (registry sync) over the 127.0.0.1-only management API.
+            "enable_model_api": "true",
             "install_py_dep_per_model": "false",
             "max_request_size": MAX_MESSAGE_BYTES,
             "max_response_size": MAX_MESSAGE_BYTES,
@@ -145,8 +167,37 @@ class TorchServe:
             time.sleep(0.5)
         raise TimeoutError(f"torchserve not ready after {timeout_s:.0f} s; see {self.log}")
 
-    def wait(self) -> int:
-        return self._process.wait()
+    @contextlib.contextmanager
+    def _management(self):
+        from dfp.torchserve import management_pb2_grpc
+
+        with grpc.insecure_channel(self.management_target) as channel:
+            yield management_pb2_grpc.ManagementAPIsServiceStub(channel)
+
+    def register(self, archive: str, model_name: str, workers: int = 1, timeout_s: float = 300.0) -> None:
+        """Serves ``archive`` (a .mar in the model store); returns once its workers are up."""
+        from dfp.torchserve import management_pb2
+
+        with self._management() as stub:
+            stub.RegisterModel(management_pb2.RegisterModelRequest(
+                url=archive, model_name=model_name, initial_workers=workers, synchronous=True,
+                response_timeout=300, startup_timeout=int(timeout_s)), timeout=timeout_s)
+
+    def set_default(self, model_name: str, version: str) -> None:
+        from dfp.torchserve import management_pb2
+
+        with self._management() as stub:
+            stub.SetDefault(management_pb2.SetDefaultRequest(model_name=model_name, model_version=version), timeout=30)
+
+    def unregister(self, model_name: str, version: str) -> None:
+        from dfp.torchserve import management_pb2
+
+        with self._management() as stub:
+            stub.UnregisterModel(management_pb2.UnregisterModelRequest(model_name=model_name, model_version=version),
+                                 timeout=60)
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def stop(self) -> None:
         """SIGTERM to the whole process group: the torchserve launcher, its JVM and the workers."""

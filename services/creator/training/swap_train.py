@@ -19,13 +19,13 @@ from PIL import Image
 
 from dfp.provenance import code_version
 from services.creator.archs.autoencoder_arch import FaceSwapAutoencoder
+from services.creator.checkpoints import CheckpointMismatch, load_state_strict, read_checkpoint
 from services.creator.pipelines import faceset as facesets
+from services.creator.swap_model import CHECKPOINT, SETTINGS, build_model
 from services.creator.training.losses_swap import face_ellipse, ssim, swap_loss, warped_batch
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pth.tar"
-SETTINGS = "swap.json"
 HOLDOUT_FRACTION = 0.2
 MIN_TRAIN_FACES = 16
 # A small default: trains at a step per second at 64x64 on two CPU cores.
@@ -48,18 +48,6 @@ def _tensor(faces: np.ndarray, resolution: int) -> torch.Tensor:
     if faces.shape[1] != resolution:
         faces = np.stack([np.asarray(Image.fromarray(f).resize((resolution, resolution), Image.BICUBIC)) for f in faces])
     return torch.from_numpy(faces.astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
-
-
-def build_model(settings: dict) -> FaceSwapAutoencoder:
-    return FaceSwapAutoencoder(settings["resolution"], ("a", "b"), settings["archi"], **settings["dims"])
-
-
-def load_run(run: pathlib.Path) -> tuple[FaceSwapAutoencoder, dict]:
-    settings = json.loads((run / SETTINGS).read_text())
-    model = build_model(settings)
-    state = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"], strict=True)
-    return model.eval(), settings
 
 
 @torch.inference_mode()
@@ -146,8 +134,11 @@ def train_swap(faceset_a: pathlib.Path, faceset_b: pathlib.Path, out: pathlib.Pa
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"], betas=(0.5, 0.999))
     step = 0
     if (out / CHECKPOINT).exists():
-        state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"], strict=True)
+        state = read_checkpoint(out / CHECKPOINT)
+        if not {"model", "optimizer", "step"} <= set(state):
+            raise CheckpointMismatch(f"{out / CHECKPOINT}: not a face swap training checkpoint; "
+                                     "remove it or train into a new folder")
+        load_state_strict(model, state["model"], "face swap model")
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
     generator = torch.Generator().manual_seed(seed + step)

@@ -377,11 +377,16 @@ def registry_sync(base_path, watch):
         time.sleep(watch)
 
 
-def registry_from_env():
+def store_from_env():
     from dfp.config import StorageSettings
-    from dfp.registry import ModelRegistry
     from dfp.storage import ObjectStore
 
     store = ObjectStore(StorageSettings.from_env())
     store.ensure_buckets()
-    return ModelRegistry(store)
+    return store
+
+
+def registry_from_env():
+    from dfp.registry import ModelRegistry
+
+    return ModelRegistry(store_from_env())

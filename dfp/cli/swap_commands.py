@@ -43,6 +43,44 @@ def extract_command(source, out, consent_by, statement, size, coverage, every, a
                            f"{manifest['dropped']['duplicate']} near-duplicates)")
 
 
+def _faceset_store():
+    from dfp.cli.offline_commands import store_from_env
+    from services.creator.pipelines.faceset_store import FaceSetStore
+
+    return FaceSetStore(store_from_env())
+
+
+@swap.command("push")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path))
+@click.option("--name", required=True, help="Name of the face set in the object store.")
+@click.option("--json", "as_json", is_flag=True)
+def push_command(folder, name, as_json):
+    """Upload a face set (faces, transforms, consent record) to the object store; DFP_S3_* settings.
+
+    \b
+    Example:
+      dfp swap push facesets/a --name actor-a
+    """
+    manifest = _faceset_store().push(folder, name)
+    emit({"name": name, "faces": len(manifest["faces"])}, as_json, f"facesets/{name}: {len(manifest['faces'])} faces")
+
+
+@swap.command("pull")
+@click.argument("name")
+@click.option("--out", type=click.Path(file_okay=False, path_type=pathlib.Path), required=True,
+              help="New folder to write the face set into.")
+@click.option("--json", "as_json", is_flag=True)
+def pull_command(name, out, as_json):
+    """Download a face set from the object store, for training.
+
+    \b
+    Example:
+      dfp swap pull actor-a --out facesets/a && dfp swap train --a facesets/a ...
+    """
+    manifest = _faceset_store().pull(name, out)
+    emit({"out": str(out), "faces": len(manifest["faces"])}, as_json, f"{out}: {len(manifest['faces'])} faces")
+
+
 @swap.command("train")
 @click.option("--a", "faceset_a", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), required=True,
               help="Face set of identity a (the faces to replace).")

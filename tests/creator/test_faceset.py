@@ -44,3 +44,36 @@ def test_no_face_and_no_consent_are_refused(tmp_path):
     (tmp_path / "unattested" / "faceset.json").write_text(json.dumps({"faces": [], "consent": {}}))
     with pytest.raises(faceset.FaceSetError, match="no consent"):
         faceset.load(tmp_path / "unattested")
+
+
+def test_face_sets_go_to_the_object_store_whole_and_come_back_unchanged(s3, swap_facesets, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from dfp.cli.main import cli
+
+    def dfp(*args):
+        return CliRunner().invoke(cli, ["swap", *args], env=s3.env())
+
+    pushed = dfp("push", str(swap_facesets[0]), "--name", "actor-a")
+    assert pushed.exit_code == 0, pushed.output
+    again = dfp("push", str(swap_facesets[1]), "--name", "actor-a")
+    assert again.exit_code == 1 and "already exists" in str(again.exception)
+    pulled = dfp("pull", "actor-a", "--out", str(tmp_path / "a"))
+    assert pulled.exit_code == 0, pulled.output
+    original, original_faces = faceset.load(swap_facesets[0])
+    copy, copy_faces = faceset.load(tmp_path / "a")
+    assert copy == original
+    assert np.array_equal(copy_faces, original_faces)
+
+    unattested = tmp_path / "unattested"
+    shutil.copytree(swap_facesets[1], unattested)
+    manifest = json.loads((unattested / "faceset.json").read_text())
+    manifest["consent"] = {}
+    (unattested / "faceset.json").write_text(json.dumps(manifest))
+    refused = dfp("push", str(unattested), "--name", "actor-x")
+    assert refused.exit_code == 1 and "no consent attestation" in str(refused.exception)
+    missing = dfp("pull", "actor-x", "--out", str(tmp_path / "x"))
+    assert missing.exit_code == 1 and "no face set named actor-x" in str(missing.exception)
+    assert not (tmp_path / "x").exists()

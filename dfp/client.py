@@ -282,6 +282,7 @@ class Client:
         version: int | None = None,
         to_identity: str = "b",
         no_color_transfer: bool = False,
+        seamless_clone: bool = False,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> operations_pb2.Operation:
@@ -291,7 +292,7 @@ class Client:
             spec.version.value = version
         request = creation_pb2.SwapFaceRequest(
             target_media=target_media, model=spec, to_identity=to_identity, no_color_transfer=no_color_transfer,
-            request_id=request_id or str(uuid.uuid4()),
+            seamless_clone=seamless_clone, request_id=request_id or str(uuid.uuid4()),
         )
         return _call(self._creation.SwapFace, request, timeout=self._timeout(timeout_s))
 

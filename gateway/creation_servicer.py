@@ -182,7 +182,8 @@ def swap_face_job(creator: CreatorClient, media: MediaStore, registry: ModelRegi
         name, version = card["name"], card["version"]
         swapper = TorchServeSwapper(creator, name, version, card["resolution"])
         options = swap_media.MergeOptions(to_identity=request.to_identity or "b", coverage=card["coverage"],
-                                          color_transfer=not request.no_color_transfer, batch_size=batch_size)
+                                          color_transfer=not request.no_color_transfer,
+                                          seamless=request.seamless_clone, batch_size=batch_size)
         generator = f"faceswap:{name}:v{version}"
         with tempfile.TemporaryDirectory(prefix="dfp-swap-") as workdir:
             target_path = pathlib.Path(workdir) / "target"

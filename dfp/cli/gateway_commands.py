@@ -202,11 +202,12 @@ def animate(client, source, driving, out, mode, model, no_face_crop, return_crop
 @click.option("--to", "to_identity", type=click.Choice(["a", "b"]), default="b", show_default=True,
               help="Identity whose face is put in.")
 @click.option("--no-color-transfer", is_flag=True, help="Keep the decoder's colours.")
+@click.option("--seamless", is_flag=True, help="Poisson-blend the swapped face into the original first.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Download the result video here (default: leave it stored and print its name).")
 @click.option("--detach", is_flag=True, help="Print the job name and return without waiting.")
 @gateway_options
-def faceswap(client, target, model, version, to_identity, no_color_transfer, out, detach, as_json, quiet):
+def faceswap(client, target, model, version, to_identity, no_color_transfer, seamless, out, detach, as_json, quiet):
     """Swap the face in every frame of a video with a trained face swap model, on the platform.
 
     TARGET is a local video (uploaded first) or a stored media name. The result keeps the target's
@@ -220,7 +221,7 @@ def faceswap(client, target, model, version, to_identity, no_color_transfer, out
     from dfp.v1 import creation_pb2
 
     operation = client.swap_face(_media_name(client, target, quiet), model, version=version, to_identity=to_identity,
-                                 no_color_transfer=no_color_transfer)
+                                 no_color_transfer=no_color_transfer, seamless_clone=seamless)
     if detach:
         emit({"operation": operation.name}, as_json, operation.name)
         note(f"follow it with: dfp jobs wait {operation.name}")

@@ -129,9 +129,10 @@ def train_command(faceset_a, faceset_b, out, steps, resolution, archi, batch_siz
 @click.option("--to", "to_identity", type=click.Choice(["a", "b"]), default="b", show_default=True,
               help="Identity whose face is put in.")
 @click.option("--no-color-transfer", is_flag=True, help="Keep the decoder's colours.")
+@click.option("--seamless", is_flag=True, help="Poisson-blend the swapped face into the original first.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def merge_command(run_dir, target, out, to_identity, no_color_transfer, device, as_json):
+def merge_command(run_dir, target, out, to_identity, no_color_transfer, seamless, device, as_json):
     """Swap the face in every frame of a video, keeping its audio; labelled as synthetic.
 
     \b
@@ -145,7 +146,8 @@ def merge_command(run_dir, target, out, to_identity, no_color_transfer, device, 
 
     model, settings = load_run(run_dir)
     coverage = settings.get("coverage", 1.6)
-    options = swap_media.MergeOptions(to_identity=to_identity, coverage=coverage, color_transfer=not no_color_transfer)
+    options = swap_media.MergeOptions(to_identity=to_identity, coverage=coverage, color_transfer=not no_color_transfer,
+                                      seamless=seamless)
     bar = Progress(0, "frame", "swapping")
     try:
         result = swap_media.swap_video(swap_media.FaceSwapper(model, device), target, out, options,

@@ -111,3 +111,23 @@ def test_registering_needs_an_evaluation_of_the_final_checkpoint(swap_run, tmp_p
     (run / "eval.json").unlink()
     result = CliRunner().invoke(cli, ["swap", "register", "--run", str(run), "--name", "unmeasured"])
     assert result.exit_code == 1 and "no evaluation of its checkpoint at step 2" in str(result.exception)
+
+
+def test_seamless_clone_keeps_the_swapped_gradients_and_meets_the_original_at_the_mask_edge():
+    import numpy as np
+
+    from services.creator.pipelines.swap_media import seamless_clone
+
+    rng = np.random.RandomState(0)
+    original = rng.randint(0, 200, (48, 48, 3)).astype(np.uint8)
+    mask = np.zeros((48, 48), np.float32)
+    mask[8:40, 10:38] = 1
+    brighter = original + np.uint8(40)  # the same face under other lighting: equal gradients
+    assert np.array_equal(seamless_clone(brighter, original, mask), original)
+    swapped = rng.randint(0, 255, (48, 48, 3)).astype(np.uint8)
+    blended = seamless_clone(swapped, original, mask)
+    assert np.array_equal(blended[mask < 0.5], original[mask < 0.5])
+    inner = (slice(9, 39), slice(11, 37))
+    gradient = np.diff(blended[inner].astype(int), axis=1) - np.diff(swapped[inner].astype(int), axis=1)
+    assert np.abs(gradient).mean() < np.abs(np.diff(original[inner].astype(int), axis=1)
+                                            - np.diff(swapped[inner].astype(int), axis=1)).mean() / 4

@@ -81,7 +81,7 @@ def test_publishing_a_new_version_reaches_the_service_without_a_restart(stack, c
     newer = register(stack, swap_run)
     assert newer == published + 1
     wait_served(stack, MODEL, newer)
-    operation = client_module.swap_face(target.name, MODEL, to_identity="a")
+    operation = client_module.swap_face(target.name, MODEL, to_identity="a", seamless_clone=True)
     result = operation_result(client_module.wait_operation(operation.name, timeout_s=600), creation_pb2.SwapFaceResponse)
     assert result.model.version == newer
     pinned = client_module.swap_face(target.name, MODEL, version=published)

@@ -9,6 +9,8 @@ import dataclasses
 from typing import Callable
 
 import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
 import torch
 from PIL import Image, ImageFilter
 
@@ -28,6 +30,7 @@ class MergeOptions:
     to_identity: str = "b"
     coverage: float = 1.6
     color_transfer: bool = True
+    seamless: bool = False
     mask_erode: float = 0.04  # of the face side
     mask_blur: float = 0.05
     batch_size: int = 8
@@ -61,6 +64,40 @@ def color_transfer(swapped: np.ndarray, original: np.ndarray, mask: np.ndarray) 
     target_mean, target_std = stats(target)
     moved = (source - source_mean) / source_std * target_std + target_mean
     return np.asarray(Image.fromarray(np.clip(moved, 0, 255).astype(np.uint8), mode="YCbCr").convert("RGB"))
+
+
+def seamless_clone(swapped: np.ndarray, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Poisson blending (Perez et al., 2003) of two aligned faces: where ``mask`` > 0.5 the result has
+    the swapped face's gradients, and at the mask's edge it meets the original, so the original's
+    lighting and skin tone carry in from the border. Elsewhere it is the original."""
+    inside = mask > 0.5
+    inside[0, :] = inside[-1, :] = inside[:, 0] = inside[:, -1] = False
+    count = int(inside.sum())
+    if count == 0:
+        return original
+    index = np.full(mask.shape, -1, np.int64)
+    index[inside] = np.arange(count)
+    rows, cols = np.nonzero(inside)
+    source = swapped.astype(np.float64)
+    target = original.astype(np.float64)
+    rhs = np.zeros((count, 3))
+    matrix_rows, matrix_cols = [np.arange(count)], [np.arange(count)]
+    values = [np.full(count, 4.0)]
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        ny, nx = rows + dy, cols + dx
+        rhs += source[rows, cols] - source[ny, nx]
+        neighbour = index[ny, nx]
+        unknown = neighbour >= 0
+        matrix_rows.append(np.nonzero(unknown)[0])
+        matrix_cols.append(neighbour[unknown])
+        values.append(np.full(int(unknown.sum()), -1.0))
+        rhs[~unknown] += target[ny[~unknown], nx[~unknown]]
+    laplacian = scipy.sparse.csc_matrix((np.concatenate(values), (np.concatenate(matrix_rows),
+                                                                  np.concatenate(matrix_cols))), shape=(count, count))
+    solved = scipy.sparse.linalg.splu(laplacian).solve(rhs)
+    blended = target.copy()
+    blended[rows, cols] = solved
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
 def soften(mask: np.ndarray, erode: float, blur: float) -> np.ndarray:
@@ -128,6 +165,8 @@ def swap_video(swapper: FaceSwapper, target_path, out_path, options: MergeOption
                     swapped_face = swapped[slot]
                     if options.color_transfer:
                         swapped_face = color_transfer(swapped_face, aligned_face, mask)
+                    if options.seamless:
+                        swapped_face = seamless_clone(swapped_face, aligned_face, mask)
                     merged = alignment.paste_aligned(frame, swapped_face, aligned[i].matrix, mask)
                     swapped_count += 1
                 if on_frame is not None:

@@ -69,7 +69,7 @@ def in_process(weights: pathlib.Path, crops: list[bytes], batch_size: int, repea
     return repeats * len(batch) / (time.perf_counter() - start)
 
 
-def through_gateway(target: str, crops: list[bytes], clients: int, requests: int) -> tuple[float, list[float]]:
+def through_gateway(target: str, token: str, crops: list[bytes], clients: int, requests: int) -> tuple[float, list[float]]:
     from dfp.client import Client
     from dfp.v1 import detection_pb2
 
@@ -79,7 +79,7 @@ def through_gateway(target: str, crops: list[bytes], clients: int, requests: int
     counter = iter(range(requests))
 
     def worker():
-        with Client(target, timeout_s=60) as client:
+        with Client(target, timeout_s=60, token=token) as client:
             client.detect_image(image_bytes=crops[0], options=options)
             while True:
                 with lock:
@@ -126,7 +126,7 @@ def main() -> None:
         export_version(model, pathlib.Path(tmp) / "models", "meso4", 1)
         env = {"DFP_MAX_BATCH_SIZE": str(args.max_batch_size), "DFP_BATCH_TIMEOUT_MICROS": str(args.batch_timeout_micros)}
         with LocalStack(pathlib.Path(tmp) / "stack", pathlib.Path(tmp) / "models", env) as stack:
-            rate, latencies = through_gateway(stack.gateway_target, crops, args.clients, args.requests)
+            rate, latencies = through_gateway(stack.gateway_target, stack.token, crops, args.clients, args.requests)
     print(f"through the gateway, {args.clients} clients, batching max {args.max_batch_size}: {rate:.1f} crops/s "
           f"({percentiles(latencies)})")
     print(f"ratio gateway / in-process batch {args.max_batch_size}: {rate / baseline:.2f} (goal >= 0.90)")

@@ -113,20 +113,57 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                   grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds `authorization: Bearer {token}` to every call."""
+
+    def __init__(self, token: str):
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details):
+        return details._replace(metadata=[*(details.metadata or ()), self._header])
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+
+def gateway_channel(target: str, token: str = "", tls_ca: str = "") -> grpc.Channel:
+    """A channel to the gateway that sends ``token`` with every call; TLS when ``tls_ca`` is a CA
+    certificate file (or "system" for the system's roots)."""
+    options = [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", _SERVICE_CONFIG),
+    ]
+    if not tls_ca:
+        channel = grpc.insecure_channel(target, options=options)
+    else:
+        roots = None if tls_ca == "system" else pathlib.Path(tls_ca).read_bytes()
+        channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(roots), options=options)
+    return grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
+
+
 class Client:
-    def __init__(self, target: str | None = None, timeout_s: float | None = None):
+    """The gateway's API. ``token`` (default DFP_TOKEN) authenticates every call; ``tls_ca`` (default
+    DFP_TLS_CA) turns TLS on."""
+
+    def __init__(self, target: str | None = None, timeout_s: float | None = None, token: str | None = None,
+                 tls_ca: str | None = None):
         settings = ClientSettings.from_env()
         self.target = target or settings.gateway
         self.timeout_s = timeout_s or settings.timeout_s
-        self._channel = grpc.insecure_channel(
-            self.target,
-            options=[
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.enable_retries", 1),
-                ("grpc.service_config", _SERVICE_CONFIG),
-            ],
-        )
+        self._channel = gateway_channel(self.target, settings.token if token is None else token,
+                                        settings.tls_ca if tls_ca is None else tls_ca)
         self._media = media_pb2_grpc.MediaServiceStub(self._channel)
         self._detection = detection_pb2_grpc.DetectionServiceStub(self._channel)
         self._creation = creation_pb2_grpc.CreationServiceStub(self._channel)

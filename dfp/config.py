@@ -101,11 +101,31 @@ class LimitSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class Quota:
+    """What one team may use; the defaults for every team (see dfp.quotas for overrides)."""
+
+    requests_per_minute: float
+    concurrent_jobs: int
+    stored_bytes: int
+
+    @classmethod
+    def from_env(cls) -> "Quota":
+        return cls(
+            requests_per_minute=_env_float("DFP_QUOTA_REQUESTS_PER_MINUTE", 600.0),
+            concurrent_jobs=_env_int("DFP_QUOTA_CONCURRENT_JOBS", 8),
+            stored_bytes=_env_int("DFP_QUOTA_STORED_BYTES", 50 * 1024**3),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class GatewaySettings:
     listen: str
     detector_target: str
     default_detector: str
-    default_team: str
+    auth_cache_s: float
+    tls_cert: str
+    tls_key: str
+    health_listen: str
     detector_timeout_s: float
     creator_target: str
     default_animation_model: str
@@ -124,7 +144,10 @@ class GatewaySettings:
             listen=_env("DFP_GATEWAY_LISTEN", "127.0.0.1:50051"),
             detector_target=_env("DFP_DETECTOR_TARGET", "127.0.0.1:8500"),
             default_detector=_env("DFP_DEFAULT_DETECTOR", "detector"),
-            default_team=_env("DFP_DEFAULT_TEAM", "default"),
+            auth_cache_s=_env_float("DFP_AUTH_CACHE_S", 10.0),
+            tls_cert=_env("DFP_TLS_CERT", ""),
+            tls_key=_env("DFP_TLS_KEY", ""),
+            health_listen=_env("DFP_HEALTH_LISTEN", ""),
             detector_timeout_s=_env_float("DFP_DETECTOR_TIMEOUT_S", 30.0),
             creator_target=_env("DFP_CREATOR_TARGET", "127.0.0.1:7070"),
             default_animation_model=_env("DFP_DEFAULT_ANIMATION_MODEL", "fomm"),
@@ -164,10 +187,14 @@ class ModelServerSettings:
 class ClientSettings:
     gateway: str
     timeout_s: float
+    token: str
+    tls_ca: str
 
     @classmethod
     def from_env(cls) -> "ClientSettings":
         return cls(
             gateway=_env("DFP_GATEWAY", "127.0.0.1:50051"),
             timeout_s=_env_float("DFP_TIMEOUT_S", 60.0),
+            token=_env("DFP_TOKEN", ""),
+            tls_ca=_env("DFP_TLS_CA", ""),
         )

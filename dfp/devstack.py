@@ -58,6 +58,7 @@ class LocalStack:
         self.s3 = LocalS3(self.workdir / "s3")
         self.model_server_target = f"127.0.0.1:{free_port()}"
         self.gateway_target = f"127.0.0.1:{free_port()}"
+        self.token = ""  # an API token of team "default", made at start
         self._processes: dict[str, subprocess.Popen] = {}
 
     def env(self) -> dict[str, str]:
@@ -70,10 +71,27 @@ class LocalStack:
             "DFP_GATEWAY_LISTEN": self.gateway_target,
             "DFP_DETECTOR_TARGET": self.model_server_target,
             "DFP_GATEWAY": self.gateway_target,
+            "DFP_TOKEN": self.token,
             **({"DFP_CREATOR_TARGET": self.creator_target} if self.creator_target else {}),
             "PYTHONPATH": str(REPO),
             **self.extra_env,
         }
+
+    def object_store(self):
+        """The stack's object store, as the services see it."""
+        from dfp.config import StorageSettings
+        from dfp.storage import ObjectStore
+
+        store = ObjectStore(StorageSettings(self.s3.endpoint, self.s3.access_key, self.s3.secret_key, False,
+                                           self.extra_env.get("DFP_BUCKET_PREFIX", "dfp"), "us-east-1"))
+        store.ensure_buckets()
+        return store
+
+    def create_token(self, team: str, name: str) -> str:
+        """A new API token for ``team``, as `dfp admin token create` makes one."""
+        from dfp.tokens import TokenStore
+
+        return TokenStore(self.object_store()).create(team, name)[1]
 
     def log_path(self, name: str) -> pathlib.Path:
         return self.workdir / f"{name}.log"
@@ -90,6 +108,7 @@ class LocalStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             self.s3.start()
+            self.token = self.create_token("default", "local stack")
             self.start_process("model_server", "services.detector.model_server", self.model_server_target,
                                "tensorflow.serving.PredictionService")
             if self.animation_model is not None:

@@ -30,6 +30,9 @@ class Server:
 
     `services` are (add_servicer_to_server, servicer, full service name) triples; each name is
     reported SERVING on the health service once `start` returns, and NOT_SERVING while draining.
+    `interceptors` see every call first; with `tls` (certificate chain PEM, private key PEM) the port
+    speaks TLS only. `health_address`, when set, serves the health service alone in plaintext there,
+    for probes that cannot speak TLS (Kubernetes' gRPC probes).
     """
 
     def __init__(
@@ -38,8 +41,12 @@ class Server:
         services: Iterable[tuple[Callable, object, str]],
         max_workers: int = 16,
         grace_s: float = 10.0,
+        interceptors: Iterable[grpc.ServerInterceptor] = (),
+        tls: tuple[bytes, bytes] | None = None,
+        health_address: str = "",
     ):
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=CHANNEL_OPTIONS)
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=CHANNEL_OPTIONS,
+                                   interceptors=list(interceptors))
         self._health = health.HealthServicer()
         self._names = []
         for add, servicer, name in services:
@@ -52,14 +59,25 @@ class Server:
             [*self._names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self._server,
         )
-        self.port = self._server.add_insecure_port(address)
+        if tls is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, grpc.ssl_server_credentials([(tls[1], tls[0])]))
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
+        self._health_server = None
+        if health_address:
+            self._health_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, self._health_server)
+            if self._health_server.add_insecure_port(health_address) == 0:
+                raise OSError(f"cannot listen on {health_address}")
         self._grace_s = grace_s
         self._stopped = threading.Event()
 
     def start(self) -> None:
         self._server.start()
+        if self._health_server is not None:
+            self._health_server.start()
         for name in ["", *self._names]:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -70,6 +88,8 @@ class Server:
         self._stopped.set()
         self._health.enter_graceful_shutdown()
         self._server.stop(self._grace_s).wait()
+        if self._health_server is not None:
+            self._health_server.stop(0)
 
 
 def wait_for_signal() -> None:

@@ -24,7 +24,7 @@ from minio.error import S3Error
 from dfp.config import StorageSettings
 from dfp.ids import check_team
 
-MEDIA, RESULTS, MODELS, JOBS = "media", "results", "models", "jobs"
+MEDIA, RESULTS, MODELS, JOBS, ADMIN = "media", "results", "models", "jobs", "admin"
 PART_SIZE = 16 * 1024 * 1024
 
 
@@ -85,7 +85,7 @@ class ObjectStore:
         return f"{self.settings.bucket_prefix}-{kind}"
 
     def ensure_buckets(self) -> None:
-        for kind in (MEDIA, RESULTS, MODELS, JOBS):
+        for kind in (MEDIA, RESULTS, MODELS, JOBS, ADMIN):
             name = self.bucket(kind)
             if not self._client.bucket_exists(name):
                 try:

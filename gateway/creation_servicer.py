@@ -17,7 +17,7 @@ from gateway.creator_client import CreatorClient, TorchServeAnimator, TorchServe
 from gateway.errors import InvalidArgument, ResourceNotFound, abort_on_error
 from gateway.jobs import JobContext, JobFailed, JobKind, JobRunner, JobStore
 from gateway.media_store import MediaStore
-from gateway.tenancy import TeamResolver
+from gateway.auth import TeamResolver
 from services.creator.pipelines import animate_media, swap_media
 
 ANIMATE_IMAGE = "animate_image"

@@ -17,7 +17,7 @@ from gateway.detection import DetectionPipeline, expected_frame_count, params_fr
 from gateway.errors import InvalidArgument, LimitExceeded, ResourceNotFound, abort_on_error
 from gateway.jobs import JobContext, JobFailed, JobKind, JobRunner, JobStore
 from gateway.media_store import MediaStore
-from gateway.tenancy import TeamResolver
+from gateway.auth import TeamResolver
 
 DETECT_VIDEO = "detect_video"
 

@@ -32,7 +32,7 @@ from dfp import storage
 from dfp.ids import new_id, parse_name
 from dfp.storage import JOBS, NotFound, ObjectStore, PreconditionFailed
 from dfp.v1 import jobs_pb2
-from gateway.errors import ApiError, FailedPrecondition, InvalidArgument, ResourceNotFound
+from gateway.errors import ApiError, FailedPrecondition, InvalidArgument, LimitExceeded, ResourceNotFound
 from gateway.paging import decode_page_token, encode_page_token, page_size
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,15 @@ def _with_metadata(operation: operations_pb2.Operation, metadata: jobs_pb2.JobMe
 
 
 class JobStore:
-    def __init__(self, store: ObjectStore):
+    """``concurrent_jobs_quota(team)``, when given, caps how many unfinished jobs a team may have."""
+
+    def __init__(self, store: ObjectStore, concurrent_jobs_quota: Callable[[str], int] | None = None):
         self._store = store
+        self._concurrent_jobs_quota = concurrent_jobs_quota
+
+    def unfinished(self, team: str) -> int:
+        """Jobs of ``team`` queued or running (each has a queue entry until it ends)."""
+        return sum(1 for _ in self._store.list(JOBS, f"{QUEUE_PREFIX}{team}/"))
 
     def _key(self, team: str, job_id: str) -> str:
         return storage.operation_key(team, job_id)
@@ -144,6 +151,11 @@ class JobStore:
                 return self._requeue(self._read(team, parse_name(existing["name"], "operations")))
             except NotFound:
                 pass
+        if self._concurrent_jobs_quota is not None:
+            allowed = self._concurrent_jobs_quota(team)
+            if self.unfinished(team) >= allowed:
+                raise LimitExceeded(f"team {team} has {allowed} unfinished jobs, its quota; wait for one to finish "
+                                    "or cancel one, then retry")
         now = time.time()
         job_id = new_id()
         metadata = jobs_pb2.JobMetadata(

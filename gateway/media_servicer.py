@@ -9,7 +9,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from dfp.v1 import media_pb2, media_pb2_grpc
 from gateway.errors import InvalidArgument, abort_on_error, abort_on_error_stream
 from gateway.media_store import MediaRecord, MediaStore, UploadRequest
-from gateway.tenancy import TeamResolver
+from gateway.auth import TeamResolver
 
 _MEDIA_TYPES = {"image": media_pb2.IMAGE, "video": media_pb2.VIDEO}
 

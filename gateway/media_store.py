@@ -15,7 +15,7 @@ import logging
 import os
 import pathlib
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from dfp import media as media_lib
 from dfp import storage
@@ -76,10 +76,24 @@ def _now() -> dt.datetime:
 
 
 class MediaStore:
-    def __init__(self, store: ObjectStore, limits: LimitSettings, spool_dir: str | None = None):
+    """``stored_bytes_quota(team)``, when given, caps the bytes of media a team keeps."""
+
+    def __init__(self, store: ObjectStore, limits: LimitSettings, spool_dir: str | None = None,
+                 stored_bytes_quota: Callable[[str], int] | None = None):
         self._store = store
         self._limits = limits
         self._spool_dir = spool_dir
+        self._stored_bytes_quota = stored_bytes_quota
+
+    def stored_bytes(self, team: str) -> int:
+        """Bytes of the team's media blobs (uploaded and generated)."""
+        prefix = f"{storage.team_prefix(team)}media/"
+        return sum(item.size for item in self._store.list(MEDIA, prefix) if item.key.endswith("/blob"))
+
+    def _room_left(self, team: str) -> int | None:
+        if self._stored_bytes_quota is None:
+            return None
+        return self._stored_bytes_quota(team) - self.stored_bytes(team)
 
     def check_upload_request(self, request: UploadRequest) -> None:
         sha = request.sha256.lower()
@@ -102,6 +116,10 @@ class MediaStore:
     def upload(self, team: str, request: UploadRequest, chunks: Iterable[bytes]) -> MediaRecord:
         """Stores the upload if it is whole and valid; raises before anything is written otherwise."""
         self.check_upload_request(request)
+        room = self._room_left(team)
+        if room is not None and request.declared_size > room:
+            raise LimitExceeded(f"team {team} has {max(room, 0)} bytes left of its storage quota; this upload "
+                                f"needs {request.declared_size}. Delete media or ask an administrator for more")
         with tempfile.NamedTemporaryFile(dir=self._spool_dir, prefix="dfp-upload-") as spool:
             digest = hashlib.sha256()
             size = 0
@@ -111,6 +129,9 @@ class MediaStore:
                     raise LimitExceeded(
                         f"upload is over the limit of {self._limits.max_upload_bytes} bytes; nothing was stored"
                     )
+                if room is not None and size > room:
+                    raise LimitExceeded(f"upload goes over team {team}'s storage quota ({max(room, 0)} bytes left); "
+                                        "nothing was stored. Delete media or ask an administrator for more")
                 digest.update(chunk)
                 spool.write(chunk)
             spool.flush()

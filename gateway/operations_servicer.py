@@ -10,7 +10,7 @@ from google.protobuf import empty_pb2
 from dfp.v1 import jobs_pb2_grpc
 from gateway.errors import InvalidArgument, abort_on_error, abort_on_error_stream
 from gateway.jobs import JobStore
-from gateway.tenancy import TeamResolver
+from gateway.auth import TeamResolver
 
 POLL_S = 0.25
 DEFAULT_WAIT_S = 30.0

@@ -7,12 +7,18 @@ import threading
 
 from google.longrunning import operations_pb2_grpc
 
+from dfp.audit import AuditLog
 from dfp.config import GatewaySettings
 from dfp.faces import FaceDetector
 from dfp.grpc_util import Server
+from dfp.quotas import QuotaStore
 from dfp.registry import ModelRegistry
 from dfp.storage import ObjectStore
+from dfp.tokens import TokenStore
 from dfp.v1 import creation_pb2_grpc, detection_pb2_grpc, jobs_pb2_grpc, media_pb2_grpc
+from gateway.audit import AuditInterceptor, AuditWriter
+from gateway.auth import Authenticator, AuthInterceptor, TeamResolver
+from gateway.quotas import RateLimiter, RateLimitInterceptor, TeamQuotas
 from gateway.creation_servicer import ANIMATE_IMAGE, SWAP_FACE, CreationServicer, animate_image_job, swap_face_job
 from gateway.creator_client import CreatorClient
 from gateway.detection import DetectionPipeline
@@ -22,11 +28,20 @@ from gateway.jobs import JobRunner, JobStore
 from gateway.media_servicer import MediaServicer
 from gateway.media_store import MediaStore
 from gateway.operations_servicer import JobServicer, OperationsServicer
-from gateway.tenancy import TeamResolver
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 600.0
+
+
+def _read_tls(settings: GatewaySettings) -> tuple[bytes, bytes] | None:
+    """(certificate chain, private key) PEM when both DFP_TLS_CERT and DFP_TLS_KEY are set."""
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise SystemExit("set both DFP_TLS_CERT and DFP_TLS_KEY to serve TLS, or neither")
+    if not settings.tls_cert:
+        return None
+    with open(settings.tls_cert, "rb") as cert, open(settings.tls_key, "rb") as key:
+        return cert.read(), key.read()
 
 
 class Gateway:
@@ -34,9 +49,12 @@ class Gateway:
         self.settings = settings
         self.store = ObjectStore(settings.storage)
         self.store.ensure_buckets()
-        team_of = TeamResolver(settings.default_team)
-        self.media = MediaStore(self.store, settings.limits)
-        self.jobs = JobStore(self.store)
+        authenticator = Authenticator(TokenStore(self.store), settings.auth_cache_s)
+        team_of = TeamResolver(authenticator)
+        self.audit = AuditWriter(AuditLog(self.store))
+        quota_of = TeamQuotas(QuotaStore(self.store), settings.auth_cache_s)
+        self.media = MediaStore(self.store, settings.limits, stored_bytes_quota=lambda team: quota_of(team).stored_bytes)
+        self.jobs = JobStore(self.store, concurrent_jobs_quota=lambda team: quota_of(team).concurrent_jobs)
         self.detector = DetectorClient(settings.detector_target, settings.detector_timeout_s)
         self.creator = CreatorClient(settings.creator_target, settings.creator_timeout_s)
         face_detector = FaceDetector()
@@ -76,6 +94,10 @@ class Gateway:
                  "google.longrunning.Operations"),
                 (jobs_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(self.jobs, team_of), "dfp.v1.JobService"),
             ],
+            interceptors=[AuthInterceptor(authenticator), RateLimitInterceptor(authenticator, RateLimiter(quota_of)),
+                          AuditInterceptor(authenticator, self.audit)],
+            tls=_read_tls(settings),
+            health_address=settings.health_listen,
         )
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep_loop, name="media-sweeper", daemon=True)
@@ -93,6 +115,7 @@ class Gateway:
         self._stop.set()
         self.server.stop()
         self.runner.stop()
+        self.audit.close()
         self.detector.close()
         self.creator.close()
 

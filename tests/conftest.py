@@ -53,11 +53,13 @@ def s3(tmp_path_factory):
         yield server
 
 
-# Limits small enough to test with small files; a short lease so a crashed gateway's jobs move on fast.
+# Limits small enough to test with small files; a short lease so a crashed gateway's jobs move on fast;
+# a short token cache so revocations show at once.
 STACK_ENV = {
     "DFP_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
     "DFP_MAX_INLINE_IMAGE_BYTES": str(1024 * 1024),
     "DFP_JOB_LEASE_S": "3",
+    "DFP_AUTH_CACHE_S": "0.5",
 }
 
 
@@ -112,5 +114,5 @@ def stack(tmp_path_factory, model_base_path, animation_model):
 def client(stack):
     from dfp.client import Client
 
-    with Client(stack.gateway_target, timeout_s=120) as c:
+    with Client(stack.gateway_target, timeout_s=120, token=stack.token) as c:
         yield c

@@ -95,12 +95,24 @@ def test_selectors_are_the_minimal_labels_and_match_the_pods():
 def test_gateway_probes_use_grpc_health_and_reads_s3_credentials_from_a_secret():
     docs = render()
     gateway = container(by_kind(docs, "Deployment")["release-dfp-gateway"], "gateway")
-    assert gateway["readinessProbe"]["grpc"]["port"] == 50051
+    assert gateway["readinessProbe"]["grpc"]["port"] == 8086
     env = {e["name"]: e for e in gateway["env"]}
+    assert env["DFP_HEALTH_LISTEN"]["value"] == "0.0.0.0:8086" and "DFP_TLS_CERT" not in env
     assert env["DFP_S3_SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "release-dfp-s3"
     assert env["DFP_DETECTOR_TARGET"]["value"] == "release-dfp-detector:8500"
     secret = by_kind(docs, "Secret")["release-dfp-s3"]
     assert set(secret["data"]) == {"accessKey", "secretKey"}
+
+
+def test_gateway_tls_comes_from_a_tls_secret_while_probes_stay_on_the_health_port():
+    docs = render(None, "gateway.tls.secretName=dfp-gateway-tls")
+    deployment = by_kind(docs, "Deployment")["release-dfp-gateway"]
+    gateway = container(deployment, "gateway")
+    env = {e["name"]: e.get("value") for e in gateway["env"]}
+    assert (env["DFP_TLS_CERT"], env["DFP_TLS_KEY"]) == ("/etc/dfp/tls/tls.crt", "/etc/dfp/tls/tls.key")
+    assert gateway["volumeMounts"] == [{"name": "tls", "mountPath": "/etc/dfp/tls", "readOnly": True}]
+    assert deployment["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == "dfp-gateway-tls"
+    assert gateway["livenessProbe"]["grpc"]["port"] == 8086
 
 
 def test_external_s3_uses_the_given_secret_and_runs_no_minio():

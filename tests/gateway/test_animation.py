@@ -23,7 +23,7 @@ def portrait_and_clip(client_module, shared):
 def client_module(stack):
     from dfp.client import Client
 
-    with Client(stack.gateway_target, timeout_s=120) as c:
+    with Client(stack.gateway_target, timeout_s=120, token=stack.token) as c:
         yield c
 
 

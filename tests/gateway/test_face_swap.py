@@ -23,7 +23,7 @@ MODEL = "swap-test"
 def client_module(stack):
     from dfp.client import Client
 
-    with Client(stack.gateway_target, timeout_s=120) as c:
+    with Client(stack.gateway_target, timeout_s=120, token=stack.token) as c:
         yield c
 
 
@@ -123,18 +123,14 @@ def test_a_video_without_a_face_fails_the_job_and_stores_nothing(client_module, 
 
 def test_a_corrupt_published_version_is_refused_by_the_creator_and_jobs_on_it_fail_unavailable(
         stack, client_module, published, swap_run, target, tmp_path):
-    from dfp.config import StorageSettings
     from dfp.registry import ModelRegistry
-    from dfp.storage import ObjectStore
     from services.creator.swap_model import export_release
 
     release = export_release(swap_run, tmp_path / "release")
     checkpoint = release / "checkpoint.pth.tar"
     checkpoint.write_bytes(checkpoint.read_bytes()[:4000])
     shutil.copyfile(swap_run / "eval.json", release / "eval.json")
-    s3 = stack.s3
-    registry = ModelRegistry(ObjectStore(StorageSettings(s3.endpoint, s3.access_key, s3.secret_key, False, "dfp",
-                                                         "us-east-1")))
+    registry = ModelRegistry(stack.object_store())
     broken = registry.register("swap-broken", "face_swap", release,
                                {"resolution": 64, "coverage": 1.6, "metrics": {}})
     registry.publish("swap-broken", broken)

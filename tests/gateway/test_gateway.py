@@ -32,7 +32,8 @@ def raw_upload(stack, data: bytes, sha256: str | None = None, declared: int | No
             yield media_pb2.UploadMediaRequest(chunk=data[i : i + chunk])
 
     with grpc.insecure_channel(stack.gateway_target) as channel:
-        return media_pb2_grpc.MediaServiceStub(channel).UploadMedia(requests(), timeout=60)
+        return media_pb2_grpc.MediaServiceStub(channel).UploadMedia(
+            requests(), timeout=60, metadata=[("authorization", f"Bearer {stack.token}")])
 
 
 def write(tmp_path, name, data):
@@ -130,12 +131,12 @@ def test_unknown_and_malformed_media_names(client, name, code):
     assert error.value.code == code
 
 
-def test_page_tokens_and_sizes_are_checked(client):
+def test_page_tokens_and_sizes_are_checked(stack, client):
     with grpc.insecure_channel(client.target) as channel:
         stub = media_pb2_grpc.MediaServiceStub(channel)
         for request in (media_pb2.ListMediaRequest(page_token="garbage!"), media_pb2.ListMediaRequest(page_size=-1)):
             with pytest.raises(grpc.RpcError) as error:
-                stub.ListMedia(request, timeout=10)
+                stub.ListMedia(request, timeout=10, metadata=[("authorization", f"Bearer {stack.token}")])
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 

@@ -150,3 +150,18 @@ def test_a_stopping_worker_gives_its_job_back_for_another_to_finish(store):
         second.stop()
     final = jobs.get("team-a", job.name)
     assert final.get_operation().HasField("response") and final.metadata().attempt == 2
+
+
+def test_a_team_over_its_concurrent_jobs_quota_is_refused_until_one_ends(store):
+    from gateway.errors import LimitExceeded
+
+    jobs = JobStore(store, concurrent_jobs_quota=lambda team: 2)
+    first = jobs.create("team-a", "detect_video", request(), target="media/x", request_id="first")
+    jobs.create("team-a", "detect_video", request(), target="media/x")
+    with pytest.raises(LimitExceeded, match="2 unfinished jobs"):
+        jobs.create("team-a", "detect_video", request(), target="media/x")
+    assert jobs.create("team-a", "detect_video", request(), target="media/x", request_id="first").name == first.name
+    jobs.create("team-b", "detect_video", request(), target="media/x")  # another team's count is its own
+    jobs.cancel("team-a", first.name)
+    assert jobs.unfinished("team-a") == 1
+    jobs.create("team-a", "detect_video", request(), target="media/x")

@@ -1,0 +1,136 @@
+"""`dfp admin ...`: administration with object store credentials (DFP_S3_*), not over the API."""
+
+from __future__ import annotations
+
+import click
+
+from dfp.cli.output import emit, note
+
+
+@click.group()
+def admin() -> None:
+    """Administer the platform: API tokens, team quotas, the audit log."""
+
+
+@admin.group()
+def token() -> None:
+    """Create, list and revoke API tokens (each belongs to one team)."""
+
+
+def _tokens():
+    from dfp.cli.offline_commands import store_from_env
+    from dfp.tokens import TokenStore
+
+    return TokenStore(store_from_env())
+
+
+@token.command("create")
+@click.option("--team", required=True, help="Team the token acts for (lowercase letters, digits, '-').")
+@click.option("--name", required=True, help="Who or what uses it, for the audit trail.")
+@click.option("--json", "as_json", is_flag=True)
+def create_command(team, name, as_json):
+    """Create a token; it is printed once and cannot be shown again.
+
+    \b
+    Example:
+      export DFP_TOKEN=$(dfp admin token create --team research --name "batch jobs")
+    """
+    token_id, secret = _tokens().create(team, name)
+    emit({"id": token_id, "team": team, "name": name, "token": secret}, as_json, secret)
+    note(f"token {token_id} for team {team}: keep it now, it cannot be shown again")
+
+
+@token.command("list")
+@click.option("--team", default=None, help="Only this team's tokens.")
+@click.option("--json", "as_json", is_flag=True)
+def list_command(team, as_json):
+    """List tokens (ids, teams, names, times; never the secrets)."""
+    records = _tokens().list(team)
+    if as_json:
+        emit(records, True)
+        return
+    for record in records:
+        state = f"revoked {record['revoked']}" if record["revoked"] else "active"
+        click.echo(f"{record['id']}  {record['team']:<20} {state:<40} {record['name']}")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@click.option("--json", "as_json", is_flag=True)
+def revoke_command(token_id, as_json):
+    """Revoke a token by id; calls with it are refused within the gateway's cache time (DFP_AUTH_CACHE_S)."""
+    record = _tokens().revoke(token_id)
+    emit({k: v for k, v in record.items() if k != "sha256"}, as_json, f"{token_id} revoked at {record['revoked']}")
+
+
+@admin.group()
+def quota() -> None:
+    """Show and set a team's quotas (defaults: DFP_QUOTA_* on the gateway)."""
+
+
+def _quotas():
+    from dfp.cli.offline_commands import store_from_env
+    from dfp.quotas import QuotaStore
+
+    return QuotaStore(store_from_env())
+
+
+@quota.command("get")
+@click.option("--team", required=True)
+def quota_get_command(team):
+    """Print a team's quotas as JSON (its overrides over the defaults of this machine's DFP_QUOTA_*)."""
+    import dataclasses
+
+    emit(dataclasses.asdict(_quotas().get(team)), True)
+
+
+@quota.command("set")
+@click.option("--team", required=True)
+@click.option("--requests-per-minute", type=click.FloatRange(0), default=None, help="Calls per minute, per gateway.")
+@click.option("--concurrent-jobs", type=click.IntRange(0), default=None, help="Jobs queued or running at once.")
+@click.option("--stored-gb", type=click.FloatRange(0), default=None, help="Media the team may keep, in GiB.")
+def quota_set_command(team, requests_per_minute, concurrent_jobs, stored_gb):
+    """Override some of a team's quotas; gateways apply them within DFP_AUTH_CACHE_S.
+
+    \b
+    Example:
+      dfp admin quota set --team research --concurrent-jobs 20 --stored-gb 500
+    """
+    import dataclasses
+
+    stored = None if stored_gb is None else int(stored_gb * 1024**3)
+    updated = _quotas().set(team, requests_per_minute=requests_per_minute, concurrent_jobs=concurrent_jobs,
+                            stored_bytes=stored)
+    emit(dataclasses.asdict(updated), True)
+
+
+@admin.command("audit")
+@click.option("--team", required=True, help="Whose events.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day (UTC), YYYY-MM-DD.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day (UTC), YYYY-MM-DD.")
+@click.option("--action", default="", help="Only this RPC, for example DownloadMedia.")
+@click.option("--resource", default="", help="Only events naming this resource, for example media/abc...")
+@click.option("--json", "as_json", is_flag=True)
+def audit_command(team, since, until, action, resource, as_json):
+    """Who did what to which media, job or model, and when (one line per event, oldest first).
+
+    \b
+    Examples:
+      dfp admin audit --team research --since 2026-11-01 --action DownloadMedia
+      dfp admin audit --team research --resource media/abc... --json
+    """
+    from dfp.audit import AuditLog
+    from dfp.cli.offline_commands import store_from_env
+
+    events = AuditLog(store_from_env()).events(team, since.date() if since else None, until.date() if until else None,
+                                               action, resource)
+    for event in events:
+        if as_json:
+            emit(event, True)
+        else:
+            click.echo(f"{event['time']}  {event['token_name']} ({event['token_id']})  {event['action']}  "
+                       f"{event['outcome']}  {' '.join(event['resources'])}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(admin)

@@ -1,0 +1,129 @@
+"""Auditing every authenticated gateway call that creates, reads media, changes or runs something.
+
+A server interceptor (inside the authentication one) wraps each handler: when the call ends it notes
+the caller's token, the RPC, the resource names in the request and response (``media/...``,
+``operations/...``, ``model:...``) and the status code, and hands the event to a background writer,
+so no call waits on the object store for its audit record. Read-only metadata calls (get, list,
+wait, watch) are not recorded; every other RPC, including ones added later, is.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+import grpc
+from google.protobuf.message import Message
+
+from dfp.audit import AuditLog
+from gateway.auth import Authenticator
+
+log = logging.getLogger(__name__)
+
+UNAUDITED = {
+    "/dfp.v1.MediaService/GetMedia", "/dfp.v1.MediaService/ListMedia",
+    "/google.longrunning.Operations/GetOperation", "/google.longrunning.Operations/ListOperations",
+    "/google.longrunning.Operations/WaitOperation", "/dfp.v1.JobService/WatchOperation",
+}
+UNAUDITED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+RESOURCE_PREFIXES = ("media/", "operations/")
+
+
+def resources(message) -> list[str]:
+    """Resource names a request or response carries in its top-level fields (and a model's name)."""
+    if not isinstance(message, Message):
+        return []
+    found = []
+    for field, value in message.ListFields():
+        if isinstance(value, str) and value.startswith(RESOURCE_PREFIXES):
+            found.append(value)
+        elif field.name == "model" and isinstance(value, Message) and getattr(value, "name", ""):
+            found.append(f"model:{value.name}")
+    return found
+
+
+class AuditWriter:
+    """Writes events on a background thread; ``close`` drains what is queued."""
+
+    def __init__(self, audit_log: AuditLog, capacity: int = 10_000):
+        self._log = audit_log
+        self._queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, **event) -> None:
+        try:
+            self._queue.put(event, timeout=1.0)
+        except queue.Full:
+            log.error("audit queue full; event not recorded: %s", event)
+
+    def _run(self) -> None:
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            try:
+                self._log.record(**event)
+            except Exception:
+                log.exception("could not write audit event %s", event)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
+
+class AuditInterceptor(grpc.ServerInterceptor):
+    def __init__(self, authenticator: Authenticator, writer: AuditWriter):
+        self._authenticator = authenticator
+        self._writer = writer
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method in UNAUDITED or method.startswith(UNAUDITED_PREFIXES):
+            return handler
+        if handler.request_streaming and handler.response_streaming:
+            return handler._replace(stream_stream=self._streaming(handler.stream_stream, method))
+        if handler.response_streaming:
+            return handler._replace(unary_stream=self._streaming(handler.unary_stream, method))
+        if handler.request_streaming:
+            return handler._replace(stream_unary=self._unary(handler.stream_unary, method))
+        return handler._replace(unary_unary=self._unary(handler.unary_unary, method))
+
+    def _note(self, context, method: str, named: list[str], outcome: str) -> None:
+        principal = self._authenticator.principal(context.invocation_metadata())
+        if principal is None:
+            return
+        self._writer.submit(team=principal.team, token_id=principal.token_id, token_name=principal.name,
+                            action=method.rsplit("/", 1)[1], resources=list(dict.fromkeys(named)), outcome=outcome)
+
+    @staticmethod
+    def _outcome(context) -> str:
+        code = context.code()
+        return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+    def _unary(self, behavior, method: str):
+        def audited(request, context):
+            named = resources(request)
+            try:
+                response = behavior(request, context)
+            except BaseException:
+                self._note(context, method, named, self._outcome(context))
+                raise
+            self._note(context, method, named + resources(response), "OK")
+            return response
+
+        return audited
+
+    def _streaming(self, behavior, method: str):
+        def audited(request, context):
+            named = resources(request)
+            try:
+                yield from behavior(request, context)
+            except BaseException:
+                self._note(context, method, named, self._outcome(context))
+                raise
+            self._note(context, method, named, "OK")
+
+        return audited

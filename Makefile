@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 HELM := .build/tools/helm
 export DFP_SHARED_DIR ?= $(abspath ../shared)
 
-.PHONY: install protos test demo bench client-wheel clean
+.PHONY: install protos test demo bench load fuzz client-wheel clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,13 @@ bench: install protos
 	$(PY) bench/detect_throughput.py
 	$(PY) bench/animate_throughput.py
 	$(PY) bench/swap_train_speed.py
+
+# The gateway under concurrent clients (latency, errors, nothing lost), and a longer fuzz run.
+load: install protos
+	$(PY) bench/load_gateway.py
+
+fuzz: install protos
+	DFP_FUZZ_COUNT=5000 $(PY) -m pytest -q -s tests/gateway/test_fuzz.py
 
 # A wheel of the client and CLI (with the generated stubs) for other teams.
 client-wheel: protos

@@ -109,8 +109,7 @@ class LocalStack:
         try:
             self.s3.start()
             self.token = self.create_token("default", "local stack")
-            self.start_process("model_server", "services.detector.model_server", self.model_server_target,
-                               "tensorflow.serving.PredictionService")
+            self.start_model_server()
             if self.animation_model is not None:
                 self.start_creator()
             self.start_gateway()
@@ -140,6 +139,10 @@ class LocalStack:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"creator not ready after {timeout_s:.0f} s; see {self.log_path('creator')}")
             time.sleep(0.3)
+
+    def start_model_server(self) -> None:
+        self.start_process("model_server", "services.detector.model_server", self.model_server_target,
+                           "tensorflow.serving.PredictionService")
 
     def start_gateway(self) -> None:
         self.start_process("gateway", "gateway", self.gateway_target, "dfp.v1.DetectionService")

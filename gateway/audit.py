@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 
 import grpc
 from google.protobuf.message import Message
@@ -28,6 +29,7 @@ UNAUDITED = {
 }
 UNAUDITED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 RESOURCE_PREFIXES = ("media/", "operations/")
+WRITE_ATTEMPTS = 5  # over about 15 s, so a short object store outage loses no events
 
 
 def resources(message) -> list[str]:
@@ -63,10 +65,15 @@ class AuditWriter:
             event = self._queue.get()
             if event is None:
                 return
-            try:
-                self._log.record(**event)
-            except Exception:
-                log.exception("could not write audit event %s", event)
+            for attempt in range(WRITE_ATTEMPTS):
+                try:
+                    self._log.record(**event)
+                    break
+                except Exception:
+                    if attempt == WRITE_ATTEMPTS - 1:
+                        log.exception("could not write audit event %s", event)
+                    else:
+                        time.sleep(2.0 ** attempt)
 
     def close(self, timeout_s: float = 30.0) -> None:
         self._queue.put(None)
@@ -91,8 +98,15 @@ class AuditInterceptor(grpc.ServerInterceptor):
             return handler._replace(stream_unary=self._unary(handler.stream_unary, method))
         return handler._replace(unary_unary=self._unary(handler.unary_unary, method))
 
-    def _note(self, context, method: str, named: list[str], outcome: str) -> None:
-        principal = self._authenticator.principal(context.invocation_metadata())
+    def _caller(self, context, method: str):
+        """Who calls, read when the call starts (a cache hit: authentication has just looked)."""
+        try:
+            return self._authenticator.principal(context.invocation_metadata())
+        except Exception:
+            log.exception("audit: cannot tell who made a %s call; it will not be recorded", method)
+            return None
+
+    def _note(self, principal, method: str, named: list[str], outcome: str) -> None:
         if principal is None:
             return
         self._writer.submit(team=principal.team, token_id=principal.token_id, token_name=principal.name,
@@ -105,25 +119,27 @@ class AuditInterceptor(grpc.ServerInterceptor):
 
     def _unary(self, behavior, method: str):
         def audited(request, context):
+            principal = self._caller(context, method)
             named = resources(request)
             try:
                 response = behavior(request, context)
             except BaseException:
-                self._note(context, method, named, self._outcome(context))
+                self._note(principal, method, named, self._outcome(context))
                 raise
-            self._note(context, method, named + resources(response), "OK")
+            self._note(principal, method, named + resources(response), "OK")
             return response
 
         return audited
 
     def _streaming(self, behavior, method: str):
         def audited(request, context):
+            principal = self._caller(context, method)
             named = resources(request)
             try:
                 yield from behavior(request, context)
             except BaseException:
-                self._note(context, method, named, self._outcome(context))
+                self._note(principal, method, named, self._outcome(context))
                 raise
-            self._note(context, method, named, "OK")
+            self._note(principal, method, named, "OK")
 
         return audited

@@ -14,6 +14,7 @@ import time
 import grpc
 
 from dfp.tokens import Principal, TokenStore
+from gateway.errors import STORE_UNAVAILABLE, Unauthenticated, is_store_outage
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 MAX_CACHED = 10_000
@@ -51,13 +52,10 @@ class Authenticator:
         return principal
 
 
-def refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str,
-            trailing_metadata: tuple = ()) -> grpc.RpcMethodHandler:
+def refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
     """A handler of the same streaming shape as ``handler`` that ends the call with ``code``."""
 
     def abort(request_or_iterator, context):
-        if trailing_metadata:
-            context.set_trailing_metadata(trailing_metadata)
         context.abort(code, message)
 
     make = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
@@ -81,7 +79,14 @@ class AuthInterceptor(grpc.ServerInterceptor):
             return refusal(handler, grpc.StatusCode.UNAUTHENTICATED,
                            "this call needs an API token: send `authorization: Bearer dfp_...` (DFP_TOKEN for the "
                            "dfp CLI and client); an administrator creates one with `dfp admin token create`")
-        if self._authenticator.principal(metadata) is None:
+        try:
+            principal = self._authenticator.principal(metadata)
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            return refusal(handler, grpc.StatusCode.UNAVAILABLE,
+                           f"cannot check the API token: {STORE_UNAVAILABLE}")
+        if principal is None:
             return refusal(handler, grpc.StatusCode.UNAUTHENTICATED, INVALID_TOKEN)
         return handler
 
@@ -95,5 +100,5 @@ class TeamResolver:
     def __call__(self, context) -> str:
         principal = self._authenticator.principal(context.invocation_metadata())
         if principal is None:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, INVALID_TOKEN)
+            raise Unauthenticated(INVALID_TOKEN)
         return principal.team

@@ -10,6 +10,7 @@ import functools
 import logging
 
 import grpc
+import urllib3
 
 from dfp import media
 from dfp.ids import BadName
@@ -42,6 +43,18 @@ class Unavailable(ApiError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class Unauthenticated(ApiError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+STORE_UNAVAILABLE = "the object store is unavailable; nothing was changed by this call; retry later"
+
+
+def is_store_outage(exc: Exception) -> bool:
+    """The object store could not be reached (connection refused, timed out, reset)."""
+    return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
+
+
 def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
     """The status and message for an exception raised while serving a call."""
     if isinstance(exc, ApiError):
@@ -52,11 +65,16 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, NotFound):
         return grpc.StatusCode.NOT_FOUND, "not found"
+    if is_store_outage(exc):
+        return grpc.StatusCode.UNAVAILABLE, STORE_UNAVAILABLE
     log.exception("internal error", exc_info=exc)
     return grpc.StatusCode.INTERNAL, "internal error; the gateway log has the details"
 
 
 def _abort(context, exc: Exception):
+    code = context.code() if hasattr(context, "code") else None
+    if isinstance(code, grpc.StatusCode) and code != grpc.StatusCode.OK:
+        raise exc  # context.abort already ran deeper down: keep its status
     code, message = status_for(exc)
     context.abort(code, message)
 

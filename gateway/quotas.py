@@ -9,6 +9,7 @@ together)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -17,7 +18,10 @@ import grpc
 
 from dfp.config import Quota
 from dfp.quotas import QuotaStore
-from gateway.auth import OPEN_PREFIXES, Authenticator, refusal
+from gateway.auth import OPEN_PREFIXES, Authenticator
+from gateway.errors import STORE_UNAVAILABLE, is_store_outage
+
+log = logging.getLogger(__name__)
 
 
 class TeamQuotas:
@@ -35,7 +39,14 @@ class TeamQuotas:
             cached = self._cache.get(team)
         if cached is not None and cached[1] > now:
             return cached[0]
-        quota = self._quotas.get(team)
+        try:
+            quota = self._quotas.get(team)
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            log.warning("object store unavailable; team %s gets %s quotas until it is back",
+                        team, "its last known" if cached else "the default")
+            return cached[0] if cached else self._quotas.defaults
         with self._lock:
             self._cache[team] = (quota, now + self._cache_s)
         return quota
@@ -65,6 +76,9 @@ class RateLimiter:
 
 
 class RateLimitInterceptor(grpc.ServerInterceptor):
+    """Checks the caller's team against its rate when the call starts (after authentication has
+    accepted its token, so the lookup is a cache hit)."""
+
     def __init__(self, authenticator: Authenticator, limiter: RateLimiter):
         self._authenticator = authenticator
         self._limiter = limiter
@@ -73,15 +87,31 @@ class RateLimitInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(OPEN_PREFIXES):
             return handler
-        principal = self._authenticator.principal(handler_call_details.invocation_metadata)
+        field = {(False, False): "unary_unary", (False, True): "unary_stream", (True, False): "stream_unary",
+                 (True, True): "stream_stream"}[(handler.request_streaming, handler.response_streaming)]
+        behavior = getattr(handler, field)
+
+        def admitted(request, context):
+            self._admit(context)
+            return behavior(request, context)
+
+        return handler._replace(**{field: admitted})
+
+    def _admit(self, context) -> None:
+        try:
+            principal = self._authenticator.principal(context.invocation_metadata())
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot check the API token: {STORE_UNAVAILABLE}")
         if principal is None:
-            return handler
+            return
         wait = self._limiter.wait_needed(principal.team)
         if wait == 0.0:
-            return handler
+            return
         if not math.isfinite(wait):
-            return refusal(handler, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                           f"team {principal.team} has a request rate quota of 0; ask an administrator")
-        return refusal(handler, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       f"team {principal.team} is over its request rate quota; retry in {wait:.1f} s",
-                       (("retry-after-s", f"{wait:.1f}"),))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"team {principal.team} has a request rate quota of 0; ask an administrator")
+        context.set_trailing_metadata((("retry-after-s", f"{wait:.1f}"),))
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                      f"team {principal.team} is over its request rate quota; retry in {wait:.1f} s")

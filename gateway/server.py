@@ -18,7 +18,6 @@ from dfp.tokens import TokenStore
 from dfp.v1 import creation_pb2_grpc, detection_pb2_grpc, jobs_pb2_grpc, media_pb2_grpc
 from gateway.audit import AuditInterceptor, AuditWriter
 from gateway.auth import Authenticator, AuthInterceptor, TeamResolver
-from gateway.quotas import RateLimiter, RateLimitInterceptor, TeamQuotas
 from gateway.creation_servicer import ANIMATE_IMAGE, SWAP_FACE, CreationServicer, animate_image_job, swap_face_job
 from gateway.creator_client import CreatorClient
 from gateway.detection import DetectionPipeline
@@ -28,6 +27,8 @@ from gateway.jobs import JobRunner, JobStore
 from gateway.media_servicer import MediaServicer
 from gateway.media_store import MediaStore
 from gateway.operations_servicer import JobServicer, OperationsServicer
+from gateway.quotas import RateLimiter, RateLimitInterceptor, TeamQuotas
+from gateway.request_parsing import RequestParsingInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class Gateway:
                  "google.longrunning.Operations"),
                 (jobs_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(self.jobs, team_of), "dfp.v1.JobService"),
             ],
-            interceptors=[AuthInterceptor(authenticator), RateLimitInterceptor(authenticator, RateLimiter(quota_of)),
+            interceptors=[RequestParsingInterceptor(), AuthInterceptor(authenticator), RateLimitInterceptor(authenticator, RateLimiter(quota_of)),
                           AuditInterceptor(authenticator, self.audit)],
             tls=_read_tls(settings),
             health_address=settings.health_listen,

@@ -41,12 +41,13 @@ def served_methods(stack) -> list[tuple[str, object]]:
     return methods
 
 
-def call_raw(channel, path: str, method, metadata):
-    """Calls ``path`` with an empty request of the right streaming shape; returns the status code."""
+def call_raw(channel, path: str, method, metadata, request: bytes = b""):
+    """Calls ``path`` with a serialized request (empty by default) in the right streaming shape;
+    returns the status code."""
     kinds = {(False, False): channel.unary_unary, (False, True): channel.unary_stream,
              (True, False): channel.stream_unary, (True, True): channel.stream_stream}
     call = kinds[(method.client_streaming, method.server_streaming)](path)
-    request = iter([b""]) if method.client_streaming else b""
+    request = iter([request]) if method.client_streaming else request
     try:
         result = call(request, timeout=10, metadata=metadata)
         if method.server_streaming:

@@ -15,6 +15,8 @@ import logging
 import os
 import pathlib
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from dfp import media as media_lib
@@ -79,21 +81,39 @@ class MediaStore:
     """``stored_bytes_quota(team)``, when given, caps the bytes of media a team keeps."""
 
     def __init__(self, store: ObjectStore, limits: LimitSettings, spool_dir: str | None = None,
-                 stored_bytes_quota: Callable[[str], int] | None = None):
+                 stored_bytes_quota: Callable[[str], int] | None = None, usage_cache_s: float = 10.0):
         self._store = store
         self._limits = limits
         self._spool_dir = spool_dir
         self._stored_bytes_quota = stored_bytes_quota
+        self._usage_cache_s = usage_cache_s
+        self._usage: dict[str, tuple[int, float]] = {}
+        self._usage_lock = threading.Lock()
 
     def stored_bytes(self, team: str) -> int:
-        """Bytes of the team's media blobs (uploaded and generated)."""
+        """Bytes of the team's media blobs (uploaded and generated), counted in the object store."""
         prefix = f"{storage.team_prefix(team)}media/"
         return sum(item.size for item in self._store.list(MEDIA, prefix) if item.key.endswith("/blob"))
 
     def _room_left(self, team: str) -> int | None:
+        """Bytes the team may still store. The count is re-read every ``usage_cache_s`` and grown by
+        this gateway's own uploads in between, so a listing is not paid on every upload."""
         if self._stored_bytes_quota is None:
             return None
-        return self._stored_bytes_quota(team) - self.stored_bytes(team)
+        now = time.monotonic()
+        with self._usage_lock:
+            cached = self._usage.get(team)
+        if cached is None or cached[1] <= now:
+            cached = (self.stored_bytes(team), now + self._usage_cache_s)
+            with self._usage_lock:
+                self._usage[team] = cached
+        return self._stored_bytes_quota(team) - cached[0]
+
+    def _count_stored(self, team: str, change: int) -> None:
+        with self._usage_lock:
+            if team in self._usage:
+                used, expires = self._usage[team]
+                self._usage[team] = (used + change, expires)
 
     def check_upload_request(self, request: UploadRequest) -> None:
         sha = request.sha256.lower()
@@ -151,6 +171,7 @@ class MediaStore:
             self._store.put_file(MEDIA, storage.media_blob_key(team, record.id), spool.name, info.content_type,
                                  metadata={"sha256": record.sha256})
         self._store.put_json(MEDIA, storage.media_record_key(team, record.id), dataclasses.asdict(record))
+        self._count_stored(team, size)
         log.info("stored %s for team %s: %s %d bytes", record.name, team, record.content_type, size)
         return record
 
@@ -256,6 +277,7 @@ class MediaStore:
         record = self.get(team, name)
         self._store.delete(MEDIA, storage.media_record_key(team, record.id))
         self._store.delete(MEDIA, self.blob_key(record))
+        self._count_stored(team, -record.size_bytes)
 
     def sweep(self) -> int:
         """Deletes expired media of every team, and blobs whose record was never written. Returns the count."""

@@ -54,7 +54,8 @@ class Gateway:
         team_of = TeamResolver(authenticator)
         self.audit = AuditWriter(AuditLog(self.store))
         quota_of = TeamQuotas(QuotaStore(self.store), settings.auth_cache_s)
-        self.media = MediaStore(self.store, settings.limits, stored_bytes_quota=lambda team: quota_of(team).stored_bytes)
+        self.media = MediaStore(self.store, settings.limits, stored_bytes_quota=lambda team: quota_of(team).stored_bytes,
+                                usage_cache_s=settings.auth_cache_s)
         self.jobs = JobStore(self.store, concurrent_jobs_quota=lambda team: quota_of(team).concurrent_jobs)
         self.detector = DetectorClient(settings.detector_target, settings.detector_timeout_s)
         self.creator = CreatorClient(settings.creator_target, settings.creator_timeout_s)

@@ -126,6 +126,7 @@ class GatewaySettings:
     tls_cert: str
     tls_key: str
     health_listen: str
+    metrics_listen: str
     detector_timeout_s: float
     creator_target: str
     default_animation_model: str
@@ -148,6 +149,7 @@ class GatewaySettings:
             tls_cert=_env("DFP_TLS_CERT", ""),
             tls_key=_env("DFP_TLS_KEY", ""),
             health_listen=_env("DFP_HEALTH_LISTEN", ""),
+            metrics_listen=_env("DFP_METRICS_LISTEN", ""),
             detector_timeout_s=_env_float("DFP_DETECTOR_TIMEOUT_S", 30.0),
             creator_target=_env("DFP_CREATOR_TARGET", "127.0.0.1:7070"),
             default_animation_model=_env("DFP_DEFAULT_ANIMATION_MODEL", "fomm"),
@@ -170,6 +172,7 @@ class ModelServerSettings:
     max_batch_size: int
     batch_timeout_micros: int
     num_batch_threads: int
+    metrics_listen: str
 
     @classmethod
     def from_env(cls) -> "ModelServerSettings":
@@ -180,6 +183,7 @@ class ModelServerSettings:
             max_batch_size=_env_int("DFP_MAX_BATCH_SIZE", 32),
             batch_timeout_micros=_env_int("DFP_BATCH_TIMEOUT_MICROS", 2000),
             num_batch_threads=_env_int("DFP_NUM_BATCH_THREADS", 2),
+            metrics_listen=_env("DFP_METRICS_LISTEN", ""),
         )
 
 

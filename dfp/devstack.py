@@ -58,6 +58,7 @@ class LocalStack:
         self.s3 = LocalS3(self.workdir / "s3")
         self.model_server_target = f"127.0.0.1:{free_port()}"
         self.gateway_target = f"127.0.0.1:{free_port()}"
+        self.metrics_ports = {"gateway": free_port(), "model_server": free_port()}
         self.token = ""  # an API token of team "default", made at start
         self._processes: dict[str, subprocess.Popen] = {}
 
@@ -98,7 +99,8 @@ class LocalStack:
 
     def start_process(self, name: str, module: str, target: str, service: str) -> None:
         log = open(self.log_path(name), "ab")
-        process = subprocess.Popen([sys.executable, "-m", module], env=self.env(), cwd=REPO, stdout=log,
+        env = {**self.env(), "DFP_METRICS_LISTEN": f"127.0.0.1:{self.metrics_ports[name]}"}
+        process = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=REPO, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self._processes[name] = process

@@ -21,6 +21,12 @@ CHANNEL_OPTIONS = [
 ]
 
 
+def behavior_field(handler: grpc.RpcMethodHandler) -> str:
+    """The name of the handler's behavior function, by its streaming shape (``unary_unary``...)."""
+    return {(False, False): "unary_unary", (False, True): "unary_stream", (True, False): "stream_unary",
+            (True, True): "stream_stream"}[(handler.request_streaming, handler.response_streaming)]
+
+
 def insecure_channel(target: str) -> grpc.Channel:
     return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
 

@@ -4,14 +4,17 @@ import logging
 
 from dfp.config import GatewaySettings
 from dfp.grpc_util import wait_for_signal
+from dfp.observability import configure_logging, start_metrics_server
 from gateway.server import Gateway
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    gateway = Gateway(GatewaySettings.from_env())
+    configure_logging()
+    settings = GatewaySettings.from_env()
+    gateway = Gateway(settings)
     gateway.start()
-    logging.getLogger("gateway").info("gateway listening on port %d", gateway.port)
+    metrics_port = start_metrics_server(settings.metrics_listen)
+    logging.getLogger("gateway").info("gateway listening on port %d; metrics on port %d", gateway.port, metrics_port)
     wait_for_signal()
     gateway.stop()
 

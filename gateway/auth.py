@@ -13,6 +13,7 @@ import time
 
 import grpc
 
+from dfp.grpc_util import behavior_field
 from dfp.tokens import Principal, TokenStore
 from gateway.errors import STORE_UNAVAILABLE, Unauthenticated, is_store_outage
 
@@ -58,10 +59,7 @@ def refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str)
     def abort(request_or_iterator, context):
         context.abort(code, message)
 
-    make = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
-    return make[(handler.request_streaming, handler.response_streaming)](
-        abort, handler.request_deserializer, handler.response_serializer)
+    return handler._replace(**{behavior_field(handler): abort})
 
 
 class AuthInterceptor(grpc.ServerInterceptor):

@@ -13,6 +13,7 @@ import grpc
 import numpy as np
 
 from dfp.grpc_util import insecure_channel
+from dfp.observability import outgoing_metadata
 from dfp.torchserve import inference_pb2, inference_pb2_grpc
 from gateway.errors import InvalidArgument, ResourceNotFound, Unavailable
 from services.creator.pipelines.animate_media import to_uint8
@@ -88,7 +89,7 @@ class CreatorClient:
     def predict(self, model: str, version: str, body: bytes, what: str = "animation") -> bytes:
         request = inference_pb2.PredictionsRequest(model_name=model, model_version=version, input={"body": body})
         try:
-            return self._stub.Predictions(request, timeout=self._timeout_s).prediction
+            return self._stub.Predictions(request, timeout=self._timeout_s, metadata=outgoing_metadata()).prediction
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details() or ""
             if "Model not found" in details or "Model version not found" in details:

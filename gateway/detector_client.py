@@ -14,6 +14,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from dfp.grpc_util import insecure_channel
+from dfp.observability import outgoing_metadata
 from gateway.errors import InvalidArgument, ResourceNotFound, Unavailable
 
 SIGNATURE = "serving_default"
@@ -63,7 +64,7 @@ class DetectorClient:
         request.inputs[INPUT_NAME].CopyFrom(to_tensor_proto(crops))
         request.output_filter.append(OUTPUT_NAME)
         try:
-            response = self._stub.Predict(request, timeout=self._timeout_s)
+            response = self._stub.Predict(request, timeout=self._timeout_s, metadata=outgoing_metadata())
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.NOT_FOUND:

@@ -30,9 +30,11 @@ from google.rpc import code_pb2, status_pb2
 
 from dfp import storage
 from dfp.ids import new_id, parse_name
+from dfp.observability import request_id
 from dfp.storage import JOBS, NotFound, ObjectStore, PreconditionFailed
 from dfp.v1 import jobs_pb2
 from gateway.errors import ApiError, FailedPrecondition, InvalidArgument, LimitExceeded, ResourceNotFound
+from gateway.metrics import JOBS_FINISHED, JOBS_PENDING
 from gateway.paging import decode_page_token, encode_page_token, page_size
 
 log = logging.getLogger(__name__)
@@ -426,7 +428,9 @@ class JobRunner:
         while not self._stop.is_set():
             ran = False
             try:
-                for team, job_id in self._jobs.pending():
+                pending = self._jobs.pending()
+                JOBS_PENDING.set(len(pending))
+                for team, job_id in pending:
                     if self._stop.is_set():
                         return
                     record = self._jobs.try_claim(team, job_id, self.owner, self._lease_s)
@@ -440,6 +444,13 @@ class JobRunner:
                 self._wake.clear()
 
     def _run(self, record: JobRecord) -> None:
+        token = request_id.set(record.name)  # the job's log lines carry its operation name
+        try:
+            self._run_claimed(record)
+        finally:
+            request_id.reset(token)
+
+    def _run_claimed(self, record: JobRecord) -> None:
         kind = self._kinds.get(record.kind)
         request_type = kind.request_type if kind else operations_pb2.Operation
         context = JobContext(self._jobs, record, self.owner, self._lease_s, request_type, self._stop)
@@ -469,5 +480,6 @@ class JobRunner:
             outcome = {"error": (code_pb2.INTERNAL, f"job failed: {exc}"), "state": jobs_pb2.FAILED}
         try:
             context.finish(**outcome)
+            JOBS_FINISHED.labels(record.kind, jobs_pb2.JobState.Name(outcome["state"])).inc()
         except LeaseLost:
             log.warning("%s: lease lost before the result was written; another worker redoes it", record.name)

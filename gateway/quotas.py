@@ -17,6 +17,7 @@ import time
 import grpc
 
 from dfp.config import Quota
+from dfp.grpc_util import behavior_field
 from dfp.quotas import QuotaStore
 from gateway.auth import OPEN_PREFIXES, Authenticator
 from gateway.errors import STORE_UNAVAILABLE, is_store_outage
@@ -87,8 +88,7 @@ class RateLimitInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(OPEN_PREFIXES):
             return handler
-        field = {(False, False): "unary_unary", (False, True): "unary_stream", (True, False): "stream_unary",
-                 (True, True): "stream_stream"}[(handler.request_streaming, handler.response_streaming)]
+        field = behavior_field(handler)
         behavior = getattr(handler, field)
 
         def admitted(request, context):

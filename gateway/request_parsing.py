@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import grpc
 
+from dfp.grpc_util import behavior_field
 from gateway.errors import InvalidArgument
 
 
@@ -31,22 +32,17 @@ class RequestParsingInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return handler
         parse = _parser(handler.request_deserializer, handler_call_details.method)
+        field = behavior_field(handler)
+        behavior = getattr(handler, field)
         if handler.request_streaming:
-            behavior = handler.stream_stream if handler.response_streaming else handler.stream_unary
-
-            def streamed(request_iterator, context):
+            def parsed(request_iterator, context):
                 return behavior((parse(data) for data in request_iterator), context)
-
-            field = "stream_stream" if handler.response_streaming else "stream_unary"
         else:
-            behavior = handler.unary_stream if handler.response_streaming else handler.unary_unary
-
-            def streamed(data, context):
+            def parsed(data, context):
                 try:
                     request = parse(data)
                 except InvalidArgument as exc:
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
                 return behavior(request, context)
 
-            field = "unary_stream" if handler.response_streaming else "unary_unary"
-        return handler._replace(request_deserializer=None, **{field: streamed})
+        return handler._replace(request_deserializer=None, **{field: parsed})

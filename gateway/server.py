@@ -11,6 +11,7 @@ from dfp.audit import AuditLog
 from dfp.config import GatewaySettings
 from dfp.faces import FaceDetector
 from dfp.grpc_util import Server
+from dfp.observability import CallMetricsInterceptor
 from dfp.quotas import QuotaStore
 from dfp.registry import ModelRegistry
 from dfp.storage import ObjectStore
@@ -96,7 +97,7 @@ class Gateway:
                  "google.longrunning.Operations"),
                 (jobs_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(self.jobs, team_of), "dfp.v1.JobService"),
             ],
-            interceptors=[RequestParsingInterceptor(), AuthInterceptor(authenticator), RateLimitInterceptor(authenticator, RateLimiter(quota_of)),
+            interceptors=[CallMetricsInterceptor("gateway"), RequestParsingInterceptor(), AuthInterceptor(authenticator), RateLimitInterceptor(authenticator, RateLimiter(quota_of)),
                           AuditInterceptor(authenticator, self.audit)],
             tls=_read_tls(settings),
             health_address=settings.health_listen,

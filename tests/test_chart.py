@@ -98,6 +98,7 @@ def test_gateway_probes_use_grpc_health_and_reads_s3_credentials_from_a_secret()
     assert gateway["readinessProbe"]["grpc"]["port"] == 8086
     env = {e["name"]: e for e in gateway["env"]}
     assert env["DFP_HEALTH_LISTEN"]["value"] == "0.0.0.0:8086" and "DFP_TLS_CERT" not in env
+    assert env["DFP_METRICS_LISTEN"]["value"] == "0.0.0.0:9100"
     assert env["DFP_S3_SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "release-dfp-s3"
     assert env["DFP_DETECTOR_TARGET"]["value"] == "release-dfp-detector:8500"
     secret = by_kind(docs, "Secret")["release-dfp-s3"]

@@ -243,3 +243,29 @@ def test_cancelling_a_video_job_ends_it_cancelled(client, shared):
     final = client.wait_operation(operation.name, timeout_s=120)
     assert final.error.code == grpc.StatusCode.CANCELLED.value[0]
     assert job_metadata(final).state == jobs_pb2.CANCELLED
+
+
+def test_calls_are_counted_in_prometheus_metrics_and_logged_with_their_request_id(stack, tmp_path):
+    import json
+    import urllib.request
+
+    data = jpeg_bytes(seed=77)
+    with grpc.insecure_channel(stack.gateway_target) as channel:
+        stub = media_pb2_grpc.MediaServiceStub(channel)
+        requests = iter([media_pb2.UploadMediaRequest(metadata=media_pb2.UploadMediaMetadata(
+                            display_name="traced", sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))),
+                         media_pb2.UploadMediaRequest(chunk=data)])
+        media, call = stub.UploadMedia.with_call(requests, timeout=30, metadata=[
+            ("authorization", f"Bearer {stack.token}"), ("x-request-id", "trace-me-77")])
+    assert dict(call.initial_metadata())["x-request-id"] == "trace-me-77"
+    lines = [json.loads(line) for line in stack.log_path("gateway").read_text().splitlines() if line.startswith("{")]
+    assert any(line.get("request_id") == "trace-me-77" and media.name in line["message"] for line in lines)
+
+    for name in ("gateway", "model_server"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_ports[name]}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        assert f"dfp_{name}_requests_total" in text
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_ports['gateway']}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert 'dfp_gateway_requests_total{code="OK",method="/dfp.v1.MediaService/UploadMedia"}' in text
+    assert "dfp_gateway_jobs_pending" in text

@@ -14,6 +14,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from dfp.config import ModelServerSettings
 from dfp.grpc_util import Server, wait_for_signal
+from dfp.observability import CallMetricsInterceptor, configure_logging, start_metrics_server
 from services.detector.model_server.servables import BatchingParameters, ServableManager
 from services.detector.model_server.servicer import ModelServicer, PredictionServicer
 
@@ -23,6 +24,7 @@ def build_server(
     models: dict[str, pathlib.Path],
     batching: BatchingParameters | None,
     poll_wait_s: float,
+    interceptors: tuple = (),
 ) -> tuple[Server, ServableManager]:
     manager = ServableManager(models, batching, poll_wait_s)
     server = Server(
@@ -40,8 +42,23 @@ def build_server(
             ),
         ],
         max_workers=64,
+        interceptors=interceptors,
     )
     return server, manager
+
+
+def _export_gpu_memory() -> None:
+    """A gauge of the GPU memory TensorFlow holds, per GPU, when there are GPUs."""
+    import tensorflow as tf
+    from prometheus_client import Gauge
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return
+    gauge = Gauge("dfp_model_server_gpu_memory_bytes", "GPU memory TensorFlow holds", ["device"])
+    for index in range(len(gpus)):
+        device = f"GPU:{index}"
+        gauge.labels(device).set_function(lambda device=device: tf.config.experimental.get_memory_info(device)["current"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,8 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max_batch_size", type=int, default=settings.max_batch_size)
     parser.add_argument("--batch_timeout_micros", type=int, default=settings.batch_timeout_micros)
     parser.add_argument("--num_batch_threads", type=int, default=settings.num_batch_threads)
+    parser.add_argument("--metrics_listen", default=settings.metrics_listen,
+                        help="host:port for Prometheus /metrics (DFP_METRICS_LISTEN; empty: off)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     names = args.model
     if not names and args.model_base_path.is_dir():
@@ -65,10 +84,15 @@ def main(argv: list[str] | None = None) -> None:
     batching = None
     if args.enable_batching:
         batching = BatchingParameters(args.max_batch_size, args.batch_timeout_micros, args.num_batch_threads)
-    server, manager = build_server(args.listen, models, batching, args.file_system_poll_wait_seconds)
+    server, manager = build_server(args.listen, models, batching, args.file_system_poll_wait_seconds,
+                                   interceptors=(CallMetricsInterceptor("model_server"),))
     manager.start()
     server.start()
-    logging.getLogger(__name__).info("serving %s on port %d", sorted(models), server.port)
+    metrics_port = start_metrics_server(args.metrics_listen)
+    if metrics_port:
+        _export_gpu_memory()
+    logging.getLogger(__name__).info("serving %s on port %d; metrics on port %d", sorted(models), server.port,
+                                     metrics_port)
     wait_for_signal()
     server.stop()
     manager.stop()

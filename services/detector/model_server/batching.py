@@ -14,7 +14,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 import numpy as np
+from prometheus_client import Histogram
 
+BATCH_ROWS = Histogram("dfp_model_server_batch_rows", "Rows per model call after batching",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 
 class _Task:
     __slots__ = ("rows", "future", "results", "pending")
@@ -112,6 +115,7 @@ class Batcher:
 
     def _run_batch(self, batch) -> None:
         pieces = [task.rows[start : start + self._max_batch_size] for task, start in batch]
+        BATCH_ROWS.observe(sum(len(piece) for piece in pieces))
         try:
             outputs = self._run(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
         except Exception as exc:  # the model failed: every caller in this batch gets the error

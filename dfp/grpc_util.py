@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -27,8 +28,25 @@ def behavior_field(handler: grpc.RpcMethodHandler) -> str:
             (True, True): "stream_stream"}[(handler.request_streaming, handler.response_streaming)]
 
 
-def insecure_channel(target: str) -> grpc.Channel:
-    return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+# Model server calls are pure functions of their input, so UNAVAILABLE (a restarting or briefly
+# overloaded server) is retried by gRPC itself, with exponential backoff and jitter.
+_RETRY_UNAVAILABLE = json.dumps({"methodConfig": [{
+    "name": [{}],
+    "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"]},
+}]})
+
+
+def insecure_channel(target: str, retry_unavailable: bool = False) -> grpc.Channel:
+    """A channel to a service of the platform. With ``retry_unavailable``, calls are retried on
+    UNAVAILABLE and the channel reconnects within 2 s of the server coming back (gRPC's default
+    reconnect backoff grows to two minutes)."""
+    options = list(CHANNEL_OPTIONS)
+    if retry_unavailable:
+        options += [("grpc.enable_retries", 1), ("grpc.service_config", _RETRY_UNAVAILABLE),
+                    ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 2000)]
+    return grpc.insecure_channel(target, options=options)
 
 
 class Server:

@@ -79,7 +79,7 @@ class TorchServeSwapper:
 
 class CreatorClient:
     def __init__(self, target: str, timeout_s: float = 120.0):
-        self._channel = insecure_channel(target)
+        self._channel = insecure_channel(target, retry_unavailable=True)
         self._stub = inference_pb2_grpc.InferenceAPIsServiceStub(self._channel)
         self._timeout_s = timeout_s
 

@@ -47,7 +47,7 @@ class Prediction:
 
 class DetectorClient:
     def __init__(self, target: str, timeout_s: float = 30.0):
-        self._channel = insecure_channel(target)
+        self._channel = insecure_channel(target, retry_unavailable=True)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._timeout_s = timeout_s
 

@@ -39,6 +39,18 @@ def kill(stack, name: str) -> None:
     process.wait()
 
 
+def eventually(call, within_s: float = 10.0):
+    """The call's result once it stops failing with UNAVAILABLE (the gateway reconnecting)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return call()
+        except ApiError as exc:
+            if exc.code != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def test_object_store_outage_fails_calls_fast_with_unavailable_and_loses_nothing(fault_stack, client, tmp_path):
     before = tmp_path / "before.jpg"
     before.write_bytes(jpeg_bytes(64, 64, seed=41))
@@ -80,7 +92,7 @@ def test_detector_crash_fails_detection_fast_and_recovers_when_it_is_back(fault_
         assert failed.value.code == grpc.StatusCode.UNAVAILABLE
     finally:
         fault_stack.start_model_server()
-    assert client.detect_image(image_bytes=crop, options=options).verdict.faces_scored == 1
+    assert eventually(lambda: client.detect_image(image_bytes=crop, options=options)).verdict.faces_scored == 1
     operation = client.detect_video(video.name, sampling=detection_pb2.FrameSampling(frame_count=8))
     result = operation_result(client.wait_operation(operation.name, timeout_s=300), detection_pb2.DetectVideoResponse)
     assert result.frames_sampled == 8

@@ -16,6 +16,7 @@ import signal
 import tempfile
 import threading
 
+from dfp.observability import configure_logging
 from services.creator import default_model
 from services.creator.serving.torchserve_process import TorchServe, build_fomm_archive
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-file", type=pathlib.Path, default=None,
                         help="Written once TorchServe serves the animation model.")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     workdir = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="dfp-creator-"))
     config, checkpoint = args.config, args.checkpoint

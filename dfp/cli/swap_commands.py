@@ -93,8 +93,9 @@ def pull_command(name, out, as_json):
 @click.option("--archi", type=click.Choice(["df", "liae"]), default="df", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 256), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when there is a GPU).")
 @click.option("--json", "as_json", is_flag=True)
-def train_command(faceset_a, faceset_b, out, steps, resolution, archi, batch_size, seed, as_json):
+def train_command(faceset_a, faceset_b, out, steps, resolution, archi, batch_size, seed, device, as_json):
     """Train the autoencoder on two face sets; both must carry a consent attestation.
 
     The last fifth of each video face set (by frame) is held out; at the end each decoder's SSIM and
@@ -109,11 +110,14 @@ def train_command(faceset_a, faceset_b, out, steps, resolution, archi, batch_siz
     from dfp import faces  # noqa: F401
     from services.creator.training.swap_train import train_swap
 
+    import torch
+
     bar = Progress(steps, "step", "training")
     try:
         metrics = train_swap(faceset_a, faceset_b, out, steps, resolution=int(resolution), archi=archi,
                              batch_size=batch_size, seed=seed, command=" ".join(["dfp", *sys.argv[1:]]),
-                             progress=bar.update_to)
+                             progress=bar.update_to,
+                             device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
     finally:
         bar.close()
     text = ", ".join(f"decoder {k}: SSIM {v['ssim']:.3f} L1 {v['l1']:.4f}" for k, v in metrics["heldout"].items())

@@ -58,7 +58,7 @@ def evaluate(model: FaceSwapAutoencoder, heldout: dict[str, torch.Tensor]) -> di
         if len(faces) == 0:
             continue
         image, _ = model(faces, identity)
-        mask = face_ellipse(faces.shape[-1])
+        mask = face_ellipse(faces.shape[-1], faces.device)
         metrics[identity] = {
             "faces": len(faces),
             "ssim": float(ssim(image * mask + faces * (1 - mask), faces).mean()),
@@ -79,7 +79,7 @@ def preview(model: FaceSwapAutoencoder, heldout: dict[str, torch.Tensor], path: 
         swapped, _ = model(faces, other)
         for trio in zip(faces, own, swapped):
             rows.append(torch.cat(list(trio), dim=2))
-    grid = torch.cat(rows, dim=1).permute(1, 2, 0).numpy()
+    grid = torch.cat(rows, dim=1).permute(1, 2, 0).float().cpu().numpy()
     Image.fromarray((grid * 255 + 0.5).astype(np.uint8)).save(path)
 
 
@@ -103,8 +103,8 @@ def train_step(model: FaceSwapAutoencoder, optimizer: torch.optim.Optimizer, bat
 def train_swap(faceset_a: pathlib.Path, faceset_b: pathlib.Path, out: pathlib.Path, steps: int, resolution: int = 64,
                archi: str = "df", dims: dict | None = None, batch_size: int = 8, learning_rate: float = 5e-5,
                checkpoint_every: int = 100, seed: int = 0, command: str = "",
-               progress=None) -> dict:
-    """Train (or resume) into ``out``; returns the held-out metrics of the final model."""
+               progress=None, device: str = "cpu") -> dict:
+    """Train (or resume) into ``out`` on ``device``; returns the held-out metrics of the final model."""
     data = {}
     manifests = {}
     for identity, folder in (("a", faceset_a), ("b", faceset_b)):
@@ -130,7 +130,7 @@ def train_swap(faceset_a: pathlib.Path, faceset_b: pathlib.Path, out: pathlib.Pa
                     "command": command, "code_version": code_version()}
         settings_path.write_text(json.dumps(settings, indent=2))
     torch.manual_seed(seed)
-    model = build_model(settings)
+    model = build_model(settings).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"], betas=(0.5, 0.999))
     step = 0
     if (out / CHECKPOINT).exists():
@@ -142,7 +142,7 @@ def train_swap(faceset_a: pathlib.Path, faceset_b: pathlib.Path, out: pathlib.Pa
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
     generator = torch.Generator().manual_seed(seed + step)
-    heldout = {identity: tensors[1] for identity, tensors in data.items()}
+    heldout = {identity: tensors[1].to(device) for identity, tensors in data.items()}
     model.train()
     started = time.monotonic()
     with open(out / "log.jsonl", "a", encoding="utf-8") as log_file:
@@ -150,7 +150,7 @@ def train_swap(faceset_a: pathlib.Path, faceset_b: pathlib.Path, out: pathlib.Pa
             batches = {}
             for identity, (train_faces, _) in data.items():
                 picks = torch.randint(len(train_faces), (settings["batch_size"],), generator=generator)
-                batches[identity] = train_faces[picks]
+                batches[identity] = train_faces[picks].to(device)
             total, losses = train_step(model, optimizer, batches, generator)
             step += 1
             if step % 25 == 0 or step == steps:

@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 HELM := .build/tools/helm
+# The Kubernetes control plane for the batch Job tests, built once per machine outside the clone.
+KUBE_DIR := $(or $(DFP_TOOLS_CACHE),$(HOME)/.cache/dfp-tools)/kube-1.20.2
+KUBE_APISERVER := $(KUBE_DIR)/bin/kube-apiserver
 export DFP_SHARED_DIR ?= $(abspath ../shared)
 
 .PHONY: install protos test demo bench load fuzz client-wheel clean
@@ -26,7 +29,10 @@ protos: install
 $(HELM):
 	scripts/install_helm.sh $(dir $(HELM))
 
-test: install protos $(HELM)
+$(KUBE_APISERVER):
+	scripts/install_kube_control_plane.sh $(KUBE_DIR) >/dev/null
+
+test: install protos $(HELM) $(KUBE_APISERVER)
 	$(PY) -m pytest -q
 
 demo: install protos

@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from dfp.cli import admin_commands, creator_commands, gateway_commands, offline_commands, swap_commands
+from dfp.cli import admin_commands, batch_commands, creator_commands, gateway_commands, offline_commands, swap_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,6 +39,7 @@ offline_commands.register(cli)
 creator_commands.register(cli)
 swap_commands.register(cli)
 admin_commands.register(cli)
+batch_commands.register(cli)
 
 
 def main() -> None:

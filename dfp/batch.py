@@ -1,0 +1,197 @@
+"""Batch detection as Kubernetes Jobs, in a form Kubernetes 1.20 accepts (no Indexed Jobs).
+
+A batch of N shards is a ConfigMap holding each shard's item list and N Jobs (one pod each), all
+labelled ``dfp.io/batch={id}``. A pod runs ``dfp batch work`` over its shard: it asks the gateway,
+with its team's token (from a Secret, never object store credentials), to detect each item, and
+prints one JSON line per item. Items are stored media names; a video's detection is created with a
+request id made from the batch and the item, so a retried pod (or ``dfp batch collect`` afterwards)
+gets the same operation instead of doing the work twice. Images are scored synchronously.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import secrets
+import time
+from typing import Iterator
+
+LABEL = "dfp.io/batch"
+ITEMS_DIR = "/etc/dfp-batch"
+
+
+class BatchError(ValueError):
+    """A batch request that cannot be carried out; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSpec:
+    items: list[str]
+    parallelism: int
+    image: str
+    gateway: str
+    token_secret: str
+    namespace: str = "default"
+    gpus: int = 0
+    node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
+    frames: int = 16
+    backoff_limit: int = 3
+
+
+def new_batch_id() -> str:
+    return secrets.token_hex(4)
+
+
+def shards(items: list[str], count: int) -> list[list[str]]:
+    """Round-robin shards, none empty."""
+    count = max(1, min(count, len(items)))
+    return [items[k::count] for k in range(count)]
+
+
+def render(spec: BatchSpec, batch_id: str) -> list[dict]:
+    """The ConfigMap and the Jobs of a batch, as manifests."""
+    if not spec.items:
+        raise BatchError("the batch has no items")
+    bad = [item for item in spec.items if not item.startswith("media/")]
+    if bad:
+        raise BatchError(f"items must be stored media names (media/...), got {bad[:3]}")
+    parts = shards(spec.items, spec.parallelism)
+    name = f"dfp-batch-{batch_id}"
+    labels = {LABEL: batch_id, "app.kubernetes.io/name": "dfp", "app.kubernetes.io/component": "batch"}
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": name, "namespace": spec.namespace, "labels": labels},
+                  "data": {f"shard-{k}": "\n".join(part) + "\n" for k, part in enumerate(parts)}}
+    resources = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
+    if spec.gpus:
+        resources["limits"]["nvidia.com/gpu"] = str(spec.gpus)
+    jobs = []
+    for k in range(len(parts)):
+        container = {
+            "name": "worker",
+            "image": spec.image,
+            "command": ["dfp", "batch", "work", "--batch", batch_id, "--items", f"{ITEMS_DIR}/shard-{k}",
+                        "--frames", str(spec.frames)],
+            "env": [{"name": "DFP_GATEWAY", "value": spec.gateway},
+                    {"name": "DFP_TOKEN", "valueFrom": {"secretKeyRef": {"name": spec.token_secret, "key": "token"}}}],
+            "resources": resources,
+            "volumeMounts": [{"name": "items", "mountPath": ITEMS_DIR, "readOnly": True}],
+            "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 10001,
+                                "capabilities": {"drop": ["ALL"]}},
+        }
+        pod_spec = {"restartPolicy": "Never", "containers": [container], "automountServiceAccountToken": False,
+                    "volumes": [{"name": "items", "configMap": {"name": name}}]}
+        if spec.node_selector:
+            pod_spec["nodeSelector"] = dict(spec.node_selector)
+        if spec.gpus:
+            pod_spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        jobs.append({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": f"{name}-{k}", "namespace": spec.namespace, "labels": {**labels, "dfp.io/shard": str(k)}},
+            "spec": {"backoffLimit": spec.backoff_limit, "completions": 1, "parallelism": 1,
+                     "template": {"metadata": {"labels": {**labels, "dfp.io/shard": str(k)}}, "spec": pod_spec}},
+        })
+    return [config_map, *jobs]
+
+
+def submit(api_client, manifests: list[dict]) -> None:
+    from kubernetes import client
+
+    core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
+    for manifest in manifests:
+        namespace = manifest["metadata"]["namespace"]
+        if manifest["kind"] == "ConfigMap":
+            core.create_namespaced_config_map(namespace, manifest)
+        else:
+            batch.create_namespaced_job(namespace, manifest)
+
+
+def status(api_client, namespace: str, batch_id: str) -> dict:
+    """Per shard: the Job's counts and its pods' phases and nodes; and the batch's state."""
+    from kubernetes import client
+
+    selector = f"{LABEL}={batch_id}"
+    jobs = client.BatchV1Api(api_client).list_namespaced_job(namespace, label_selector=selector).items
+    if not jobs:
+        raise BatchError(f"no batch {batch_id} in namespace {namespace}")
+    pods = client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector=selector).items
+    shards_state = {}
+    for job in jobs:
+        shard = job.metadata.labels["dfp.io/shard"]
+        shards_state[shard] = {
+            "job": job.metadata.name, "active": job.status.active or 0, "succeeded": job.status.succeeded or 0,
+            "failed": job.status.failed or 0,
+            "pods": [{"name": pod.metadata.name, "phase": pod.status.phase, "node": pod.spec.node_name}
+                     for pod in pods if pod.metadata.labels.get("dfp.io/shard") == shard],
+        }
+    done = sum(1 for s in shards_state.values() if s["succeeded"])
+    failed = sum(1 for job in jobs if any(c.type == "Failed" and c.status == "True"
+                                          for c in (job.status.conditions or [])))
+    state = "Complete" if done == len(jobs) else "Failed" if failed else "Running"
+    return {"batch": batch_id, "state": state, "shards": len(jobs), "shards_done": done, "shards_failed": failed,
+            "detail": shards_state}
+
+
+def cancel(api_client, namespace: str, batch_id: str) -> int:
+    """Deletes the batch's Jobs (their pods with them) and ConfigMap; returns the Jobs deleted."""
+    from kubernetes import client
+
+    selector = f"{LABEL}={batch_id}"
+    batch_api = client.BatchV1Api(api_client)
+    jobs = batch_api.list_namespaced_job(namespace, label_selector=selector).items
+    for job in jobs:
+        batch_api.delete_namespaced_job(job.metadata.name, namespace, propagation_policy="Background")
+    client.CoreV1Api(api_client).delete_collection_namespaced_config_map(namespace, label_selector=selector)
+    return len(jobs)
+
+
+def items_of(api_client, namespace: str, batch_id: str) -> list[str]:
+    from kubernetes import client
+
+    config_map = client.CoreV1Api(api_client).read_namespaced_config_map(f"dfp-batch-{batch_id}", namespace)
+    return [line for data in config_map.data.values() for line in data.splitlines() if line]
+
+
+def request_id(batch_id: str, item: str) -> str:
+    return f"batch-{batch_id}-{hashlib.sha256(item.encode()).hexdigest()[:24]}"
+
+
+def detect_items(client, batch_id: str, items: list[str], frames: int) -> Iterator[dict]:
+    """Each item's detection through the gateway, as one summary row (item, fake probabilities...)."""
+    from dfp.client import ApiError, OperationFailed, operation_result
+    from dfp.v1 import detection_pb2, media_pb2
+
+    for item in items:
+        row = {"item": item, "media_type": "", "label": "", "max_fake_probability": None,
+               "mean_fake_probability": None, "faces_scored": 0, "error": ""}
+        try:
+            media = client.get_media(item)
+            if media.media_type == media_pb2.IMAGE:
+                row["media_type"] = "image"
+                verdict = client.detect_image(media=item).verdict
+            else:
+                row["media_type"] = "video"
+                operation = client.detect_video(item, sampling=detection_pb2.FrameSampling(frame_count=frames),
+                                                request_id=request_id(batch_id, item))
+                result = operation_result(client.wait_operation(operation.name, timeout_s=3600),
+                                          detection_pb2.DetectVideoResponse)
+                verdict = result.verdict
+                row["operation"] = operation.name
+            row.update(label=detection_pb2.Label.Name(verdict.label), max_fake_probability=verdict.max_fake_probability,
+                       mean_fake_probability=verdict.mean_fake_probability, faces_scored=verdict.faces_scored)
+        except (ApiError, OperationFailed) as exc:
+            row["error"] = f"{exc.code.name}: {exc.message}"
+        yield row
+
+
+def wait_for(api_client, namespace: str, batch_id: str, timeout_s: float, poll_s: float = 2.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        current = status(api_client, namespace, batch_id)
+        if current["state"] != "Running" or time.monotonic() > deadline:
+            return current
+        time.sleep(poll_s)
+
+
+def report_json(rows: list[dict]) -> str:
+    return "\n".join(json.dumps(row, sort_keys=True) for row in rows) + "\n"

@@ -1,0 +1,190 @@
+"""`dfp batch ...`: batch detection as Kubernetes Jobs (see dfp.batch), followed with kubectl or here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pathlib
+
+import click
+
+from dfp.cli.output import emit
+
+
+def _api(kubeconfig: str | None):
+    import os
+
+    from kubernetes import config
+
+    # The client reads $KUBECONFIG when it is imported; read it at call time instead.
+    return config.new_client_from_config(kubeconfig or os.environ.get("KUBECONFIG") or None)
+
+
+kube_options = [
+    click.option("--kubeconfig", default=None, help="Kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."),
+    click.option("--namespace", "-n", default="default", show_default=True),
+]
+
+
+def with_kube(command):
+    for option in reversed(kube_options):
+        command = option(command)
+    return command
+
+
+@click.group()
+def batch() -> None:
+    """Run detection over many stored media as Kubernetes Jobs (Kubernetes 1.20 and later)."""
+
+
+@batch.command("detect")
+@click.option("--items", "items_file", type=click.File("r"), default=None,
+              help="File of media names (media/...), one per line.")
+@click.option("--label", default=None, help="Every stored media of your team with this label (KEY=VALUE).")
+@click.option("--parallelism", type=click.IntRange(1, 1000), default=4, show_default=True,
+              help="Shards, each one Job with one pod.")
+@click.option("--image", required=True, help="The platform image the pods run (dfp CLI inside).")
+@click.option("--gateway", "gateway_address", required=True, help="Gateway host:port as the pods reach it.")
+@click.option("--token-secret", required=True, help="Secret with key `token`: the team's API token.")
+@click.option("--gpus", type=click.IntRange(0, 8), default=0, show_default=True, help="nvidia.com/gpu per pod.")
+@click.option("--node-selector", multiple=True, help="KEY=VALUE a node must have; repeatable.")
+@click.option("--frames", type=click.IntRange(1, 10000), default=16, show_default=True, help="Frames per video.")
+@click.option("--print", "print_only", is_flag=True, help="Print the manifests for `kubectl apply -f -` instead.")
+@with_kube
+@click.option("--json", "as_json", is_flag=True)
+def detect_command(items_file, label, parallelism, image, gateway_address, token_secret, gpus, node_selector, frames,
+                   print_only, kubeconfig, namespace, as_json):
+    """Submit a batch detection; prints the batch id.
+
+    \b
+    Examples:
+      dfp batch detect --label campaign=dfdc --parallelism 8 --image registry.example/dfp:0.1.0 \\
+          --gateway dfp-gateway.dfp:50051 --token-secret dfp-team-token -n dfp
+      dfp batch detect --items names.txt ... --print | kubectl apply -f -
+    """
+    import yaml
+
+    from dfp import batch as batch_lib
+
+    if bool(items_file) == bool(label):
+        raise click.UsageError("give exactly one of --items or --label")
+    if items_file:
+        items = [line.strip() for line in items_file if line.strip()]
+    else:
+        from dfp.client import Client
+
+        key, _, value = label.partition("=")
+        with Client() as client:
+            items = [m.name for m in client.list_media() if m.labels.get(key) == value]
+    selector = dict(pair.split("=", 1) for pair in node_selector)
+    spec = batch_lib.BatchSpec(items=items, parallelism=parallelism, image=image, gateway=gateway_address,
+                               token_secret=token_secret, namespace=namespace, gpus=gpus, node_selector=selector,
+                               frames=frames)
+    batch_id = batch_lib.new_batch_id()
+    manifests = batch_lib.render(spec, batch_id)
+    if print_only:
+        click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)
+        return
+    batch_lib.submit(_api(kubeconfig), manifests)
+    emit({"batch": batch_id, "items": len(items), "shards": len(manifests) - 1}, as_json,
+         f"batch {batch_id}: {len(items)} items in {len(manifests) - 1} Jobs (label dfp.io/batch={batch_id})")
+
+
+@batch.command("status")
+@click.argument("batch_id")
+@click.option("--wait", "wait_s", type=float, default=0, help="Wait up to this many seconds for it to end.")
+@with_kube
+@click.option("--json", "as_json", is_flag=True)
+def status_command(batch_id, wait_s, kubeconfig, namespace, as_json):
+    """A batch's state, and per shard its Job's counts and pods."""
+    from dfp import batch as batch_lib
+
+    api = _api(kubeconfig)
+    current = (batch_lib.wait_for(api, namespace, batch_id, wait_s) if wait_s
+               else batch_lib.status(api, namespace, batch_id))
+    emit(current, as_json, f"batch {batch_id}: {current['state']}, {current['shards_done']}/{current['shards']} "
+                           f"shards done, {current['shards_failed']} failed")
+
+
+@batch.command("logs")
+@click.argument("batch_id")
+@with_kube
+def logs_command(batch_id, kubeconfig, namespace):
+    """The pods' output: one JSON line per item they finished."""
+    from kubernetes import client
+
+    from dfp.batch import LABEL
+
+    core = client.CoreV1Api(_api(kubeconfig))
+    for pod in core.list_namespaced_pod(namespace, label_selector=f"{LABEL}={batch_id}").items:
+        click.echo(f"# {pod.metadata.name} ({pod.status.phase})")
+        click.echo(core.read_namespaced_pod_log(pod.metadata.name, namespace), nl=False)
+
+
+@batch.command("cancel")
+@click.argument("batch_id")
+@with_kube
+def cancel_command(batch_id, kubeconfig, namespace):
+    """Delete the batch's Jobs, pods and item list. Detections already queued at the gateway finish."""
+    from dfp import batch as batch_lib
+
+    deleted = batch_lib.cancel(_api(kubeconfig), namespace, batch_id)
+    click.echo(f"batch {batch_id}: deleted {deleted} Jobs")
+
+
+@batch.command("collect")
+@click.argument("batch_id")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), required=True,
+              help="Report file: .csv or .json (JSON lines).")
+@click.option("--frames", type=click.IntRange(1, 10000), default=16, show_default=True)
+@with_kube
+def collect_command(batch_id, out, frames, kubeconfig, namespace):
+    """Gather every item's result from the gateway into a report (a video's stored detection is
+    fetched again by its request id, never recomputed)."""
+    from dfp import batch as batch_lib
+    from dfp.client import Client
+
+    items = batch_lib.items_of(_api(kubeconfig), namespace, batch_id)
+    with Client() as client:
+        rows = list(batch_lib.detect_items(client, batch_id, items, frames))
+    _write_report(rows, out)
+    errors = sum(1 for row in rows if row["error"])
+    click.echo(f"{out}: {len(rows)} items, {errors} with errors")
+
+
+@batch.command("work", hidden=True)
+@click.option("--batch", "batch_id", required=True)
+@click.option("--items", "items_file", type=click.File("r"), required=True)
+@click.option("--frames", type=click.IntRange(1, 10000), default=16)
+def work_command(batch_id, items_file, frames):
+    """A batch pod's work: detect each item of its shard through the gateway (DFP_GATEWAY, DFP_TOKEN)."""
+    from dfp import batch as batch_lib
+    from dfp.client import Client
+
+    items = [line.strip() for line in items_file if line.strip()]
+    failed = 0
+    with Client() as client:
+        for row in batch_lib.detect_items(client, batch_id, items, frames):
+            click.echo(json.dumps(row, sort_keys=True))
+            failed += bool(row["error"]) and not row["error"].startswith(("NOT_FOUND", "INVALID_ARGUMENT"))
+    if failed:
+        raise SystemExit(1)  # transient errors: the Job retries the pod; finished items are not redone
+
+
+def _write_report(rows: list[dict], out: pathlib.Path) -> None:
+    from dfp.batch import report_json
+
+    if out.suffix == ".csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["item", "media_type", "label", "max_fake_probability",
+                                                    "mean_fake_probability", "faces_scored", "operation", "error"])
+        writer.writeheader()
+        writer.writerows(rows)
+        out.write_text(buffer.getvalue())
+    else:
+        out.write_text(report_json(rows))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(batch)

@@ -1,0 +1,160 @@
+"""Batch detection as Kubernetes Jobs against a real control plane (etcd, kube-apiserver 1.20, the Job
+controller, the scheduler; no kubelet, so the test plays the pods: it runs their command itself and
+sets their status), with the real gateway stack doing the detection."""
+
+import json
+import time
+
+import kubernetes_validate
+import pytest
+from click.testing import CliRunner
+
+from dfp import batch as batch_lib
+from dfp.cli.main import cli
+from dfp.local_kube import LocalKube
+
+pytestmark = pytest.mark.slow
+NAMESPACE = "default"
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory):
+    with LocalKube(tmp_path_factory.mktemp("kube")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def api(kube):
+    from kubernetes import client
+
+    api_client = kube.api_client()
+    core = client.CoreV1Api(api_client)
+    deadline = time.monotonic() + 60
+    while True:  # the default service account and namespace appear once the control plane settles
+        try:
+            core.read_namespace(NAMESPACE)
+            break
+        except client.exceptions.ApiException:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+    for name, gpus in (("cpu-node", 0), ("gpu-node", 2)):
+        capacity = {"cpu": "8", "memory": "32Gi", "pods": "20", **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
+        core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+        core.patch_node_status(name, {"status": {
+            "capacity": capacity, "allocatable": capacity,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "test node",
+                            "lastHeartbeatTime": None, "lastTransitionTime": None}]}})
+    return api_client
+
+
+def dfp(*args, env=None):
+    result = CliRunner().invoke(cli, list(args), env=env)
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    return result.output
+
+
+def pods_of(api, batch_id):
+    from kubernetes import client
+
+    return client.CoreV1Api(api).list_namespaced_pod(NAMESPACE, label_selector=f"{batch_lib.LABEL}={batch_id}").items
+
+
+def wait_pods(api, batch_id, count, scheduled=True, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pods = pods_of(api, batch_id)
+        if len(pods) >= count and (not scheduled or all(p.spec.node_name for p in pods)):
+            return pods
+        assert time.monotonic() < deadline, [(p.metadata.name, p.spec.node_name) for p in pods]
+        time.sleep(0.3)
+
+
+def set_phase(api, pod, phase: str) -> None:
+    from kubernetes import client
+
+    client.CoreV1Api(api).patch_namespaced_pod_status(pod.metadata.name, NAMESPACE, {"status": {"phase": phase}})
+
+
+def test_rendered_batch_manifests_validate_against_the_kubernetes_schemas():
+    spec = batch_lib.BatchSpec(items=[f"media/{'a' * 25}{c}" for c in "abcde"], parallelism=2, image="dfp:1",
+                               gateway="gw:50051", token_secret="team-token", gpus=1, node_selector={"pool": "gpu"})
+    manifests = batch_lib.render(spec, "abcd1234")
+    assert [m["kind"] for m in manifests] == ["ConfigMap", "Job", "Job"]
+    assert sorted(sum((v.split() for v in manifests[0]["data"].values()), [])) == sorted(spec.items)
+    for manifest in manifests:
+        for version in ("1.25.0", "1.37.0"):
+            kubernetes_validate.validate(manifest, version, strict=True)
+    container = manifests[1]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["env"][1]["valueFrom"]["secretKeyRef"] == {"name": "team-token", "key": "token"}
+
+
+def test_a_batch_runs_as_jobs_on_the_gpu_node_retries_a_failed_pod_and_its_results_are_collected(
+        api, kube, stack, shared, tmp_path):
+    from kubernetes import client
+
+    from dfp.client import Client
+
+    with Client(stack.gateway_target, token=stack.token) as gateway:
+        items = [gateway.upload(shared / "video" / "source" / "s0.jpg").name,
+                 gateway.upload(shared / "video" / "driving" / "d9.mp4").name]
+    client.CoreV1Api(api).create_namespaced_secret(NAMESPACE, {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team-token"}, "stringData": {"token": stack.token}})
+    (tmp_path / "items.txt").write_text("\n".join(items) + "\n")
+    kube_env = {"KUBECONFIG": str(kube.kubeconfig)}
+    submitted = json.loads(dfp("batch", "detect", "--items", str(tmp_path / "items.txt"), "--parallelism", "2",
+                               "--image", "dfp:test", "--gateway", stack.gateway_target, "--token-secret", "team-token",
+                               "--gpus", "1", "--frames", "4", "--json", env=kube_env))
+    batch_id = submitted["batch"]
+    assert submitted["shards"] == 2
+
+    pods = wait_pods(api, batch_id, 2)
+    assert {pod.spec.node_name for pod in pods} == {"gpu-node"}  # the only node with a GPU
+
+    # A pod that fails is replaced by the Job controller (backoffLimit), on the GPU node again.
+    first = pods[0]
+    set_phase(api, first, "Failed")
+    replacement = [p for p in wait_pods(api, batch_id, 3) if p.metadata.name != first.metadata.name
+                   and p.metadata.labels["dfp.io/shard"] == first.metadata.labels["dfp.io/shard"]]
+    assert replacement and replacement[0].spec.node_name == "gpu-node"
+
+    # Play each shard's pod: run its command against the gateway, then mark it done.
+    config_map = client.CoreV1Api(api).read_namespaced_config_map(f"dfp-batch-{batch_id}", NAMESPACE)
+    worker_rows = {}
+    for shard, listing in config_map.data.items():
+        (tmp_path / shard).write_text(listing)
+        output = dfp("batch", "work", "--batch", batch_id, "--items", str(tmp_path / shard), "--frames", "4",
+                     env={"DFP_GATEWAY": stack.gateway_target, "DFP_TOKEN": stack.token})
+        for line in output.splitlines():
+            row = json.loads(line)
+            worker_rows[row["item"]] = row
+    for pod in pods_of(api, batch_id):
+        if pod.status.phase == "Pending":
+            set_phase(api, pod, "Succeeded")
+    status = json.loads(dfp("batch", "status", batch_id, "--wait", "60", "--json", env=kube_env))
+    assert status["state"] == "Complete" and status["shards_done"] == 2
+
+    env = {**kube_env, "DFP_GATEWAY": stack.gateway_target, "DFP_TOKEN": stack.token}
+    dfp("batch", "collect", batch_id, "--out", str(tmp_path / "report.json"), "--frames", "4", env=env)
+    rows = {row["item"]: row for row in map(json.loads, (tmp_path / "report.json").read_text().splitlines())}
+    assert set(rows) == set(items) and not any(row["error"] for row in rows.values())
+    assert rows[items[0]]["media_type"] == "image" and rows[items[0]]["label"] in ("REAL", "FAKE")
+    assert rows[items[1]]["operation"] == worker_rows[items[1]]["operation"]  # fetched again, not redone
+
+    dfp("batch", "cancel", batch_id, env=kube_env)
+    deadline = time.monotonic() + 30
+    while client.BatchV1Api(api).list_namespaced_job(NAMESPACE, label_selector=f"{batch_lib.LABEL}={batch_id}").items:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+
+
+def test_a_pod_asking_for_more_gpus_than_any_node_has_stays_unscheduled(api, kube, tmp_path):
+    (tmp_path / "items.txt").write_text(f"media/{'b' * 26}\n")
+    submitted = json.loads(dfp("batch", "detect", "--items", str(tmp_path / "items.txt"), "--image", "dfp:test",
+                               "--gateway", "gw:50051", "--token-secret", "team-token", "--gpus", "4", "--json",
+                               env={"KUBECONFIG": str(kube.kubeconfig)}))
+    pods = wait_pods(api, submitted["batch"], 1, scheduled=False)
+    time.sleep(3)
+    pods = pods_of(api, submitted["batch"])
+    assert [pod.spec.node_name for pod in pods] == [None]
+    assert pods[0].status.phase == "Pending"

@@ -42,6 +42,7 @@ bench: install protos
 	$(PY) bench/detect_throughput.py
 	$(PY) bench/animate_throughput.py
 	$(PY) bench/swap_train_speed.py
+	$(PY) bench/watermark_robustness.py
 
 # The gateway under concurrent clients (latency, errors, nothing lost), and a longer fuzz run.
 load: install protos

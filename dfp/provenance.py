@@ -1,8 +1,9 @@
 """Where things come from: labels on generated media, and the code version on trained models.
 
-Every frame the platform synthesises is marked as synthetic, with two marks both on by default: a
-visible corner label burnt into the pixels, and container metadata (``comment`` and
-``dfp_synthetic`` tags) naming the generator.
+Every frame the platform synthesises is marked as synthetic, with three marks on by default: an
+invisible watermark in the pixels (``dfp.watermark``: a payload naming the operation or generator,
+robust to re-encoding and resizing), a visible corner label, and container metadata (``comment``
+and ``dfp_synthetic`` tags) naming the generator. ``verify`` reads the marks back.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import subprocess
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from dfp import watermark
 
 VISIBLE_LABEL = "AI-GENERATED"
 
@@ -23,6 +26,17 @@ def synthetic_metadata(generator: str, operation: str = "") -> dict[str, str]:
     if operation:
         tags["dfp_operation"] = operation
     return tags
+
+
+def watermark_payload(metadata: dict[str, str]) -> int:
+    """The watermark payload of media with these tags: a hash of its operation, else its generator."""
+    return watermark.payload_for(metadata.get("dfp_operation") or metadata.get("dfp_generator") or "dfp")
+
+
+def mark_frame(rgb: np.ndarray, payload: int, visible: bool = True) -> np.ndarray:
+    """A synthesised frame with the invisible watermark, and the visible label unless turned off."""
+    marked = watermark.embed(rgb, payload)
+    return mark_visible(marked) if visible else marked
 
 
 def mark_visible(rgb: np.ndarray) -> np.ndarray:
@@ -37,6 +51,40 @@ def mark_visible(rgb: np.ndarray) -> np.ndarray:
     draw.rectangle((pad, origin_y, pad + right - left + 2 * pad, origin_y + box_height), fill=(0, 0, 0))
     draw.text((2 * pad - left, origin_y + pad - top), VISIBLE_LABEL, fill=(255, 255, 255))
     return np.asarray(image)
+
+
+def verify(path: str | pathlib.Path, max_frames: int = 120, max_pixels: int = 100_000_000) -> dict:
+    """The marks found in an image or video file: its container tags and its invisible watermark
+    (read over up to ``max_frames`` frames of a video, spread over its length)."""
+    import av
+
+    from dfp import media
+
+    path = pathlib.Path(path)
+    with open(path, "rb") as f:
+        kind = media.sniff(f.read(64))
+    if kind == media.IMAGE:
+        tags = {k: str(v) for k, v in Image.open(path).info.items() if isinstance(v, str)}
+        reading = watermark.read_image(media.decode_image(path, max_pixels))
+        frames = 1
+    elif kind == media.VIDEO:
+        with av.open(str(path)) as container:
+            tags = dict(container.metadata)
+            total = container.streams.video[0].frames or max_frames
+        step = max(1, total // max_frames)
+        correlations = [watermark.correlations(rgb) for index, rgb in enumerate(media.iter_video_frames(path))
+                        if index % step == 0][:max_frames]
+        reading = watermark.read(correlations)
+        frames = len(correlations)
+    else:
+        raise media.InvalidMedia(f"{path} is neither an image nor a video this platform reads")
+    return {
+        "path": str(path),
+        "synthetic_tag": tags.get("dfp_synthetic") == "true",
+        "tags": {k: v for k, v in tags.items() if k.startswith("dfp_") or k == "comment"},
+        "watermark": {"marked": reading.marked, "payload": f"{reading.payload:08x}" if reading.marked else None,
+                      "confidence": round(reading.confidence, 2), "frames_read": frames},
+    }
 
 
 def code_version() -> str:

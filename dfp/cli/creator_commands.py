@@ -128,7 +128,7 @@ def animate(config_path, checkpoint, source_path, driving_path, out_path, mode, 
                 if recorder:
                     recorder(state, batch)
                 for frame in animate_media.to_uint8(batch.prediction):
-                    writer.write(provenance.mark_visible(frame))
+                    writer.write(provenance.mark_frame(frame, provenance.watermark_payload(metadata)))
             writer.close()
         except BaseException:
             writer.abort()

@@ -15,7 +15,8 @@ import sys
 
 import click
 
-from dfp.cli import admin_commands, batch_commands, creator_commands, gateway_commands, offline_commands, swap_commands
+from dfp.cli import (admin_commands, batch_commands, creator_commands, gateway_commands, offline_commands,
+                     provenance_commands, swap_commands)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,6 +41,7 @@ creator_commands.register(cli)
 swap_commands.register(cli)
 admin_commands.register(cli)
 batch_commands.register(cli)
+provenance_commands.register(cli)
 
 
 def main() -> None:

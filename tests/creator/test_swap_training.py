@@ -71,6 +71,10 @@ def test_merge_swaps_every_face_keeps_the_frames_and_labels_the_video(swap_run, 
     with av.open(str(tmp_path / "swapped.mp4")) as container:
         assert container.metadata["dfp_synthetic"] == "true"
         assert container.streams.video[0].frames == frames
+    from dfp import provenance, watermark
+
+    mark = provenance.verify(tmp_path / "swapped.mp4")["watermark"]
+    assert mark["marked"] and mark["payload"] == f"{watermark.payload_for('faceswap:' + swap_run.name):08x}"
 
 
 def test_merge_onto_a_video_without_faces_is_refused_and_writes_nothing(swap_run, tmp_path):

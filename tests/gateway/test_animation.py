@@ -55,6 +55,10 @@ def test_animation_job_stores_a_labelled_video_with_every_driving_frame_and_the_
         assert (video.width, video.height) == (width // 2 * 2, height // 2 * 2)
         assert video.frames == driving.frame_count
         assert len(container.streams.audio) == 1
+    from dfp import provenance, watermark
+
+    mark = provenance.verify(tmp_path / "out.mp4")["watermark"]
+    assert mark["marked"] and mark["payload"] == f"{watermark.payload_for(operation.name):08x}"
 
 
 def test_return_crop_gives_the_face_crop_at_the_model_size(client_module, portrait_and_clip, tmp_path):

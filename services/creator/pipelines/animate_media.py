@@ -199,6 +199,7 @@ def animate_video(
     mask = feather_mask(source_box[2]) if (source_box and options.paste_back) else None
     writer = media.VideoWriter(out_path, info.frames_per_second, audio_from=driving_path if not max_frames else None,
                                metadata=metadata)
+    payload = provenance.watermark_payload(metadata or {})
     done = 0
     try:
         pending: list[np.ndarray] = []
@@ -210,7 +211,7 @@ def animate_video(
                 on_batch(state, batch)
             for prediction in to_uint8(batch.prediction):
                 frame = paste(source_rgb, prediction, source_box, mask) if mask is not None else prediction
-                writer.write(provenance.mark_visible(frame) if options.visible_mark else frame)
+                writer.write(provenance.mark_frame(frame, payload, options.visible_mark))
             done += len(pending)
             pending.clear()
             if progress is not None:

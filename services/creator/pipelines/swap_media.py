@@ -142,6 +142,7 @@ def swap_video(swapper: FaceSwapper, target_path, out_path, options: MergeOption
     info = media.video_stream_info(target_path)
     size = swapper.resolution
     writer = media.VideoWriter(out_path, info.frames_per_second, audio_from=target_path, metadata=metadata)
+    payload = provenance.watermark_payload(metadata or {})
     done = swapped_count = 0
     try:
         pending: list[np.ndarray] = []
@@ -171,7 +172,7 @@ def swap_video(swapper: FaceSwapper, target_path, out_path, options: MergeOption
                     swapped_count += 1
                 if on_frame is not None:
                     on_frame(frame, aligned_face, swapped_face, merged)
-                writer.write(provenance.mark_visible(merged) if options.visible_mark else merged)
+                writer.write(provenance.mark_frame(merged, payload, options.visible_mark))
             done += len(pending)
             pending.clear()
             if progress is not None:

@@ -15,7 +15,7 @@ import numpy as np
 from dfp.grpc_util import insecure_channel
 from dfp.observability import outgoing_metadata
 from dfp.torchserve import inference_pb2, inference_pb2_grpc
-from gateway.errors import InvalidArgument, ResourceNotFound, Unavailable
+from gateway.errors import ApiError, InvalidArgument, ResourceNotFound, Unavailable
 from services.creator.pipelines.animate_media import to_uint8
 from services.creator.serving import protocol
 
@@ -99,4 +99,8 @@ class CreatorClient:
                 raise Unavailable(f"the {what} model server is unavailable ({code.name}); retry later") from None
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidArgument(f"the {what} model refused the input: {details}") from None
-            raise
+            if "Worker died" in details:
+                # TorchServe answers calls in flight on a stopping or crashed worker with INTERNAL.
+                raise Unavailable(f"the {what} model's worker stopped (server restarting or worker crashed); "
+                                  "retry later") from None
+            raise ApiError(f"the {what} model failed ({code.name}): {details}") from None

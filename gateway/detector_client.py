@@ -15,7 +15,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from dfp.grpc_util import insecure_channel
 from dfp.observability import outgoing_metadata
-from gateway.errors import InvalidArgument, ResourceNotFound, Unavailable
+from gateway.errors import ApiError, InvalidArgument, ResourceNotFound, Unavailable
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
@@ -74,7 +74,7 @@ class DetectorClient:
                 raise Unavailable(f"the detector model server is unavailable ({code.name}); retry later") from None
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidArgument(f"the detector refused the input: {exc.details()}") from None
-            raise
+            raise ApiError(f"the detector model server failed ({code.name}): {exc.details()}") from None
         return Prediction(
             from_tensor_proto(response.outputs[OUTPUT_NAME]),
             response.model_spec.name,

@@ -64,6 +64,8 @@ class RateLimiter:
     def wait_needed(self, team: str) -> float:
         """0 if the call may go ahead (and takes a token), else the seconds until one is free."""
         rate = self._quota_of(team).requests_per_minute / 60.0
+        if rate <= 0:
+            return math.inf
         capacity = max(1.0, rate * 60.0)
         now = time.monotonic()
         with self._lock:
@@ -73,7 +75,7 @@ class RateLimiter:
                 self._buckets[team] = (tokens - 1.0, now)
                 return 0.0
             self._buckets[team] = (tokens, now)
-        return math.inf if rate <= 0 else (1.0 - tokens) / rate
+        return (1.0 - tokens) / rate
 
 
 class RateLimitInterceptor(grpc.ServerInterceptor):

@@ -179,20 +179,10 @@ def animate(client, source, driving, out, mode, model, no_face_crop, return_crop
     driving_name = _media_name(client, driving, quiet)
     operation = client.animate_image(source_name, driving_name, mode=mode, model=model, no_face_crop=no_face_crop,
                                      return_crop=return_crop, best_initial_frame=best_frame)
-    if detach:
-        emit({"operation": operation.name}, as_json, operation.name)
-        note(f"follow it with: dfp jobs wait {operation.name}")
-        return
-    note(f"job {operation.name}")
-    result = _wait(client, operation.name, quiet, creation_pb2.AnimateImageResponse)
-    if out is not None:
-        client.download(result.result_media, out)
-    if as_json:
-        emit(result, True)
-        return
-    where = f", saved to {out}" if out is not None else ""
-    click.echo(f"{result.result_media}: {result.frames} frames at {result.frames_per_second:g} fps "
-               f"(model {result.model.name}){where}")
+    result = _follow_creation(client, operation, creation_pb2.AnimateImageResponse, out, detach, as_json, quiet)
+    if result is not None:
+        click.echo(f"{result.result_media}: {result.frames} frames at {result.frames_per_second:g} fps "
+                   f"(model {result.model.name}){_saved(out)}")
 
 
 @click.command()
@@ -222,20 +212,31 @@ def faceswap(client, target, model, version, to_identity, no_color_transfer, sea
 
     operation = client.swap_face(_media_name(client, target, quiet), model, version=version, to_identity=to_identity,
                                  no_color_transfer=no_color_transfer, seamless_clone=seamless)
+    result = _follow_creation(client, operation, creation_pb2.SwapFaceResponse, out, detach, as_json, quiet)
+    if result is not None:
+        click.echo(f"{result.result_media}: {result.swapped_frames} of {result.frames} frames swapped "
+                   f"(model {result.model.name} v{result.model.version}){_saved(out)}")
+
+
+def _follow_creation(client, operation, response_type, out, detach: bool, as_json: bool, quiet: bool):
+    """Waits for a creation job and downloads its result to ``out``; returns the response for the
+    caller to print, or None when it has already been printed (--detach, --json)."""
     if detach:
         emit({"operation": operation.name}, as_json, operation.name)
         note(f"follow it with: dfp jobs wait {operation.name}")
-        return
+        return None
     note(f"job {operation.name}")
-    result = _wait(client, operation.name, quiet, creation_pb2.SwapFaceResponse)
+    result = _wait(client, operation.name, quiet, response_type)
     if out is not None:
         client.download(result.result_media, out)
     if as_json:
         emit(result, True)
-        return
-    where = f", saved to {out}" if out is not None else ""
-    click.echo(f"{result.result_media}: {result.swapped_frames} of {result.frames} frames swapped "
-               f"(model {result.model.name} v{result.model.version}){where}")
+        return None
+    return result
+
+
+def _saved(out) -> str:
+    return f", saved to {out}" if out is not None else ""
 
 
 def _print_image_result(result, target: str, as_json: bool) -> None:

@@ -9,13 +9,13 @@ import logging
 import os
 
 import numpy as np
-import torch
 from ts.utils.util import PredictionException
 
 from services.creator import checkpoints
 from services.creator.pipelines import animate_media
 from services.creator.pipelines.fomm_animation import FommAnimator
 from services.creator.serving import protocol
+from services.creator.serving.handler_entry import entry_point, worker_device
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,9 @@ class FommHandler:
         self.initialized = False
 
     def initialize(self, context) -> None:
-        properties = context.system_properties
-        model_dir = properties["model_dir"]
+        model_dir = context.system_properties["model_dir"]
         checkpoint = context.manifest["model"]["serializedFile"]
-        gpu_id = properties.get("gpu_id")
-        device = f"cuda:{gpu_id}" if torch.cuda.is_available() and gpu_id is not None else "cpu"
+        device = worker_device(context)
         model = checkpoints.load_model(os.path.join(model_dir, "config.yaml"), os.path.join(model_dir, checkpoint))
         self.animator = FommAnimator(model, device)
         size = self.animator.frame_size
@@ -55,12 +53,4 @@ class FommHandler:
         return [self._animate(row.get("body") or row.get("data") or b"") for row in data]
 
 
-_service = FommHandler()
-
-
-def handle(data, context):
-    if not _service.initialized:
-        _service.initialize(context)
-    if data is None:
-        return None
-    return _service.handle(data, context)
+handle = entry_point(FommHandler())

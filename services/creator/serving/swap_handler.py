@@ -11,12 +11,12 @@ import logging
 import os
 
 import numpy as np
-import torch
 from ts.utils.util import PredictionException
 
 from services.creator import swap_model
 from services.creator.pipelines.swap_media import FaceSwapper
 from services.creator.serving import protocol
+from services.creator.serving.handler_entry import entry_point, worker_device
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,9 @@ class SwapHandler:
         self.initialized = False
 
     def initialize(self, context) -> None:
-        properties = context.system_properties
-        model_dir = properties["model_dir"]
+        model_dir = context.system_properties["model_dir"]
         checkpoint = context.manifest["model"]["serializedFile"]
-        gpu_id = properties.get("gpu_id")
-        device = f"cuda:{gpu_id}" if torch.cuda.is_available() and gpu_id is not None else "cpu"
+        device = worker_device(context)
         model, _ = swap_model.load_model(os.path.join(model_dir, swap_model.SETTINGS), os.path.join(model_dir, checkpoint))
         self.swapper = FaceSwapper(model, device)
         size = self.swapper.resolution
@@ -51,12 +49,4 @@ class SwapHandler:
         return [self._swap(row.get("body") or row.get("data") or b"") for row in data]
 
 
-_service = SwapHandler()
-
-
-def handle(data, context):
-    if not _service.initialized:
-        _service.initialize(context)
-    if data is None:
-        return None
-    return _service.handle(data, context)
+handle = entry_point(SwapHandler())

@@ -3,8 +3,9 @@ kube-controller-manager (the Job controller and the garbage collector) and kube-
 scripts/install_kube_control_plane.sh. There is no kubelet: nodes are API objects the caller
 creates, pods are scheduled but never run, and a test sets their status itself.
 
-The API server serves TLS on 127.0.0.1 with a self-signed certificate and a static admin token;
-`kubeconfig` points the kubernetes client and kubectl at it.
+The API server serves TLS on 127.0.0.1 with a self-signed certificate and static tokens: an admin
+(group system:masters; `kubeconfig`) and, for RBAC tests, users in groups of the caller's choosing
+(`user_kubeconfig(name)`); RBAC authorizes.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ DEFAULT_BIN = pathlib.Path(os.environ.get("DFP_TOOLS_CACHE", pathlib.Path.home()
 
 
 class LocalKube:
-    def __init__(self, workdir: pathlib.Path, bin_dir: pathlib.Path = DEFAULT_BIN):
+    def __init__(self, workdir: pathlib.Path, bin_dir: pathlib.Path = DEFAULT_BIN,
+                 users: dict[str, str] | None = None):
         self.workdir = pathlib.Path(workdir)
         self.bin_dir = pathlib.Path(bin_dir)
         self.token = secrets.token_hex(16)
+        self.users = {name: (group, secrets.token_hex(16)) for name, group in (users or {}).items()}
         self.port = free_port()
         self.kubeconfig = self.workdir / "kubeconfig"
         self._processes: list[subprocess.Popen] = []
@@ -50,9 +53,20 @@ class LocalKube:
                        capture_output=True)
         subprocess.run(["openssl", "rsa", "-in", str(self.workdir / "sa.key"), "-pubout", "-out",
                         str(self.workdir / "sa.pub")], check=True, capture_output=True)
-        (self.workdir / "tokens.csv").write_text(f"{self.token},admin,admin,system:masters\n")
+        lines = [f"{self.token},admin,admin,system:masters"]
+        lines += [f"{token},{name},{name},{group}" for name, (group, token) in self.users.items()]
+        (self.workdir / "tokens.csv").write_text("\n".join(lines) + "\n")
+        self._write_kubeconfig(self.kubeconfig, "admin", self.token)
+
+    def user_kubeconfig(self, name: str) -> pathlib.Path:
+        """A kubeconfig that acts as one of the ``users``."""
+        path = self.workdir / f"kubeconfig-{name}"
+        self._write_kubeconfig(path, name, self.users[name][1])
+        return path
+
+    def _write_kubeconfig(self, path: pathlib.Path, user: str, token: str) -> None:
         certificate = (self.workdir / "apiserver.crt").read_bytes()
-        self.kubeconfig.write_text(f"""apiVersion: v1
+        path.write_text(f"""apiVersion: v1
 kind: Config
 clusters:
 - name: local
@@ -60,12 +74,12 @@ clusters:
     server: {self.server}
     certificate-authority-data: {base64.b64encode(certificate).decode()}
 users:
-- name: admin
+- name: {user}
   user:
-    token: {self.token}
+    token: {token}
 contexts:
 - name: local
-  context: {{cluster: local, user: admin, namespace: default}}
+  context: {{cluster: local, user: {user}, namespace: default}}
 current-context: local
 """)
 

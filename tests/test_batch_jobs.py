@@ -3,6 +3,7 @@ controller, the scheduler; no kubelet, so the test plays the pods: it runs their
 sets their status), with the real gateway stack doing the detection."""
 
 import json
+import pathlib
 import time
 
 import kubernetes_validate
@@ -19,7 +20,7 @@ NAMESPACE = "default"
 
 @pytest.fixture(scope="module")
 def kube(tmp_path_factory):
-    with LocalKube(tmp_path_factory.mktemp("kube")) as running:
+    with LocalKube(tmp_path_factory.mktemp("kube"), users={"batch-user": "research"}) as running:
         yield running
 
 
@@ -158,3 +159,40 @@ def test_a_pod_asking_for_more_gpus_than_any_node_has_stays_unscheduled(api, kub
     pods = pods_of(api, submitted["batch"])
     assert [pod.spec.node_name for pod in pods] == [None]
     assert pods[0].status.phase == "Pending"
+
+
+def test_the_charts_batch_role_is_enough_to_run_a_batch_and_nothing_more(api, kube, tmp_path):
+    import os
+    import subprocess
+
+    import yaml
+    from kubernetes import client, config
+
+    helm = os.environ.get("DFP_HELM", str(pathlib.Path(__file__).resolve().parent.parent / ".build/tools/helm"))
+    rendered = subprocess.run(
+        [helm, "template", "release", str(pathlib.Path(__file__).resolve().parent.parent / "helm" / "dfp"),
+         "--namespace", NAMESPACE, "--set", "batch.rbac.subjects[0].kind=Group",
+         "--set", "batch.rbac.subjects[0].name=research",
+         "--set", "batch.rbac.subjects[0].apiGroup=rbac.authorization.k8s.io"],
+        check=True, capture_output=True, text=True).stdout
+    rbac = client.RbacAuthorizationV1Api(api)
+    for doc in yaml.safe_load_all(rendered):
+        if doc and doc["kind"] == "Role":
+            rbac.create_namespaced_role(NAMESPACE, doc)
+        elif doc and doc["kind"] == "RoleBinding":
+            rbac.create_namespaced_role_binding(NAMESPACE, doc)
+
+    user_env = {"KUBECONFIG": str(kube.user_kubeconfig("batch-user"))}
+    (tmp_path / "items.txt").write_text(f"media/{'c' * 26}\n")
+    submitted = json.loads(dfp("batch", "detect", "--items", str(tmp_path / "items.txt"), "--image", "dfp:test",
+                               "--gateway", "gw:50051", "--token-secret", "team-token", "--json", env=user_env))
+    wait_pods(api, submitted["batch"], 1)
+    assert "Running" in dfp("batch", "status", submitted["batch"], env=user_env)
+    dfp("batch", "cancel", submitted["batch"], env=user_env)
+
+    as_user = client.CoreV1Api(config.new_client_from_config(str(kube.user_kubeconfig("batch-user"))))
+    for forbidden in (lambda: as_user.list_namespaced_secret(NAMESPACE), lambda: as_user.list_node(),
+                      lambda: as_user.delete_namespaced_pod("any", NAMESPACE)):
+        with pytest.raises(client.exceptions.ApiException) as error:
+            forbidden()
+        assert error.value.status == 403

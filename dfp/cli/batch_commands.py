@@ -163,13 +163,15 @@ def work_command(batch_id, items_file, frames):
     from dfp.client import Client
 
     items = [line.strip() for line in items_file if line.strip()]
-    failed = 0
+    transient = 0
     with Client() as client:
         for row in batch_lib.detect_items(client, batch_id, items, frames):
             click.echo(json.dumps(row, sort_keys=True))
-            failed += bool(row["error"]) and not row["error"].startswith(("NOT_FOUND", "INVALID_ARGUMENT"))
-    if failed:
-        raise SystemExit(1)  # transient errors: the Job retries the pod; finished items are not redone
+            # A missing or unreadable item will not get better on a retry; anything else may.
+            if row["error"] and not row["error"].startswith(("NOT_FOUND", "INVALID_ARGUMENT")):
+                transient += 1
+    if transient:
+        raise SystemExit(1)  # the Job retries the pod; items already done are fetched, not redone
 
 
 def _write_report(rows: list[dict], out: pathlib.Path) -> None:

@@ -93,9 +93,12 @@ def pull_command(name, out, as_json):
 @click.option("--archi", type=click.Choice(["df", "liae"]), default="df", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 256), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(1), default=100, show_default=True,
+              help="Save the checkpoint and preview.png every N steps.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when there is a GPU).")
 @click.option("--json", "as_json", is_flag=True)
-def train_command(faceset_a, faceset_b, out, steps, resolution, archi, batch_size, seed, device, as_json):
+def train_command(faceset_a, faceset_b, out, steps, resolution, archi, batch_size, seed, checkpoint_every, device,
+                  as_json):
     """Train the autoencoder on two face sets; both must carry a consent attestation.
 
     The last fifth of each video face set (by frame) is held out; at the end each decoder's SSIM and
@@ -116,7 +119,7 @@ def train_command(faceset_a, faceset_b, out, steps, resolution, archi, batch_siz
     try:
         metrics = train_swap(faceset_a, faceset_b, out, steps, resolution=int(resolution), archi=archi,
                              batch_size=batch_size, seed=seed, command=" ".join(["dfp", *sys.argv[1:]]),
-                             progress=bar.update_to,
+                             checkpoint_every=checkpoint_every, progress=bar.update_to,
                              device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
     finally:
         bar.close()

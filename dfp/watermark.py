@@ -15,6 +15,7 @@ correlations of its frames are summed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 
 import numpy as np
@@ -68,14 +69,21 @@ def _chroma(rgb: np.ndarray) -> np.ndarray:
     return np.stack([-0.168736 * r - 0.331264 * g + 0.5 * b, 0.5 * r - 0.418688 * g - 0.081312 * b], axis=-1)
 
 
-def embed(rgb: np.ndarray, payload: int, strength: float = STRENGTH) -> np.ndarray:
-    """The frame with the payload added to its blue and red chroma (luma unchanged)."""
+@functools.lru_cache(maxsize=8)
+def _offset(payload: int, height: int, width: int, strength: float) -> np.ndarray:
+    """The RGB offset that marks a frame of this size: the same for every frame of a video."""
     lattice = (CHIPS * bits_of(payload)[OWNER] * strength).astype(np.float32)
-    height, width = rgb.shape[:2]
     field = np.asarray(Image.fromarray(lattice, mode="F").resize((width, height), Image.BICUBIC), np.float32)
     # +field on both chroma channels, back in RGB (BT.601 inverse, luma unchanged).
-    offset = np.stack([1.402 * field, (-0.344136 - 0.714136) * field, 1.772 * field], axis=-1)
-    return np.clip(rgb.astype(np.float32) + offset + 0.5, 0, 255).astype(np.uint8)
+    offset = np.stack([1.402 * field, (-0.344136 - 0.714136) * field, 1.772 * field], axis=-1) + 0.5
+    offset.setflags(write=False)
+    return offset
+
+
+def embed(rgb: np.ndarray, payload: int, strength: float = STRENGTH) -> np.ndarray:
+    """The frame with the payload added to its blue and red chroma (luma unchanged)."""
+    offset = _offset(payload, rgb.shape[0], rgb.shape[1], strength)
+    return np.clip(rgb.astype(np.float32) + offset, 0, 255).astype(np.uint8)
 
 
 def correlations(rgb: np.ndarray) -> np.ndarray:

@@ -117,6 +117,14 @@ class CreationServicer(creation_pb2_grpc.CreationServiceServicer):
         return job.get_operation()
 
 
+def _store_result(media: MediaStore, job: JobContext, path: pathlib.Path, display_name: str, generator: str):
+    """The job's result as a media item labelled synthetic, under the operation's id (a re-run after a
+    lost worker overwrites it instead of adding a second one)."""
+    operation_id = job.name.split("/", 1)[1]
+    labels = {"dfp_synthetic": "true", "dfp_generator": generator, "dfp_operation": operation_id}
+    return media.store_generated(job.team, path, display_name, labels, media_id=operation_id)
+
+
 def animate_image_job(creator: CreatorClient, media: MediaStore, face_detector: faces_lib.FaceDetector,
                       limits: LimitSettings, default_model: str, batch_size: int, input_size: int) -> JobKind:
     """The animate_image job: fetch both media, animate through TorchServe, store the labelled video."""
@@ -133,7 +141,6 @@ def animate_image_job(creator: CreatorClient, media: MediaStore, face_detector: 
         source_record = fetch(job.team, request.source_media)
         driving_record = fetch(job.team, request.driving_media)
         job.progress(0, driving_record.frame_count, force=True)
-        operation_id = job.name.split("/", 1)[1]
         options = animate_media.AnimationOptions(
             mode=_mode(request), crop_faces=not request.no_face_crop, paste_back=not request.return_crop,
             best_initial_frame=request.best_initial_frame, batch_size=batch_size,
@@ -152,11 +159,8 @@ def animate_image_job(creator: CreatorClient, media: MediaStore, face_detector: 
             except (animate_media.NoFace, media_lib.InvalidMedia) as exc:
                 raise JobFailed(code_pb2.INVALID_ARGUMENT, str(exc)) from None
             job.progress(result.frames, result.frames, force=True)
-            stored = media.store_generated(
-                job.team, out_path, f"animated-{source_record.display_name or source_record.id}.mp4",
-                {"dfp_synthetic": "true", "dfp_generator": model, "dfp_operation": operation_id},
-                media_id=operation_id,
-            )
+            display_name = f"animated-{source_record.display_name or source_record.id}.mp4"
+            stored = _store_result(media, job, out_path, display_name, model)
         return creation_pb2.AnimateImageResponse(
             result_media=stored.name, frames=result.frames, frames_per_second=result.frames_per_second,
             has_audio=result.has_audio, initial_frame=result.initial_frame,
@@ -178,7 +182,6 @@ def swap_face_job(creator: CreatorClient, media: MediaStore, registry: ModelRegi
         except ResourceNotFound as exc:
             raise JobFailed(code_pb2.NOT_FOUND, f"{exc}; it was removed after the job was queued") from None
         job.progress(0, target.frame_count, force=True)
-        operation_id = job.name.split("/", 1)[1]
         name, version = card["name"], card["version"]
         swapper = TorchServeSwapper(creator, name, version, card["resolution"])
         options = swap_media.MergeOptions(to_identity=request.to_identity or "b", coverage=card["coverage"],
@@ -196,11 +199,7 @@ def swap_face_job(creator: CreatorClient, media: MediaStore, registry: ModelRegi
             except (swap_media.NoFace, media_lib.InvalidMedia) as exc:
                 raise JobFailed(code_pb2.INVALID_ARGUMENT, str(exc)) from None
             job.progress(result.frames, result.frames, force=True)
-            stored = media.store_generated(
-                job.team, out_path, f"swapped-{target.display_name or target.id}.mp4",
-                {"dfp_synthetic": "true", "dfp_generator": generator, "dfp_operation": operation_id},
-                media_id=operation_id,
-            )
+            stored = _store_result(media, job, out_path, f"swapped-{target.display_name or target.id}.mp4", generator)
         return creation_pb2.SwapFaceResponse(
             result_media=stored.name, frames=result.frames, swapped_frames=result.swapped_frames,
             frames_per_second=result.frames_per_second, has_audio=result.has_audio,

@@ -261,11 +261,21 @@ def test_calls_are_counted_in_prometheus_metrics_and_logged_with_their_request_i
     lines = [json.loads(line) for line in stack.log_path("gateway").read_text().splitlines() if line.startswith("{")]
     assert any(line.get("request_id") == "trace-me-77" and media.name in line["message"] for line in lines)
 
-    for name in ("gateway", "model_server"):
+    from dfp.client import Client
+
+    with Client(stack.gateway_target, token=stack.token) as client:
+        client.detect_image(image_bytes=data, options=detection_pb2.DetectionOptions(
+            face_crop=detection_pb2.FACE_CROP_OFF))
+
+    def scrape(name):
         with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_ports[name]}/metrics", timeout=10) as response:
-            text = response.read().decode()
-        assert f"dfp_{name}_requests_total" in text
-    with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_ports['gateway']}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    assert 'dfp_gateway_requests_total{code="OK",method="/dfp.v1.MediaService/UploadMedia"}' in text
-    assert "dfp_gateway_jobs_pending" in text
+            return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                    for line in response.read().decode().splitlines() if line and not line.startswith("#")}
+
+    gateway, model_server = scrape("gateway"), scrape("model_server")
+    assert gateway['dfp_gateway_requests_total{code="OK",method="/dfp.v1.MediaService/UploadMedia"}'] >= 1
+    assert gateway['dfp_gateway_requests_total{code="OK",method="/dfp.v1.DetectionService/DetectImage"}'] >= 1
+    assert "dfp_gateway_jobs_pending" in gateway
+    predicted = 'dfp_model_server_requests_total{code="OK",method="/tensorflow.serving.PredictionService/Predict"}'
+    assert model_server[predicted] >= 1
+    assert model_server["dfp_model_server_batch_rows_count"] >= 1

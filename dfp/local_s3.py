@@ -3,6 +3,10 @@
 It binds 127.0.0.1 only, has authentication on (random credentials unless given), telemetry off, and
 every port chosen free so that several instances can run side by side. In a cluster the chart runs
 MinIO instead; both are reached the same way, through the `minio` client.
+
+SeaweedFS gives every bucket its own volume, and by default sizes volumes (up to 1 GB) and their number
+from the disk's free space: on a disk with 18 GB free only 17 buckets can hold data, and the tests make
+hundreds. Small volumes (they grow as written, nothing is preallocated) and a high count fix that.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class LocalS3:
     access_key: str = dataclasses.field(default_factory=lambda: "dfp" + secrets.token_hex(6))
     secret_key: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(24))
     port: int = 0
+    volume_size_limit_mb: int = 64
+    max_volumes: int = 2000
     log_path: pathlib.Path | None = None
     process: subprocess.Popen | None = None
 
@@ -69,6 +75,7 @@ class LocalS3:
             "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-master.telemetry=false", "-webdav=false", "-admin.ui=false",
             f"-s3.port={self.port}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}", f"-volume.max={self.max_volumes}",
             *(f"-{name}={port}" for name, port in ports.items()),
         ]
         env = dict(os.environ, AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)

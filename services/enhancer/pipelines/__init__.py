@@ -1,0 +1,1 @@
+"""Enhancement of whole media files: images, `.npy` arrays and videos."""

@@ -1,0 +1,153 @@
+"""Super-resolution of image, `.npy` and video files, labelled as machine-enhanced.
+
+Images and videos are decoded under the platform's pixel limits, upscaled in bounded memory
+(`services.enhancer.tiling`), and written whole or not at all: videos frame by frame in batches,
+at the source's frame rate and with its audio. Results carry the synthetic-media labels
+(container tags, invisible watermark, visible mark unless turned off). `.npy` arrays (HxWx3 float32
+in [0, 1]) are the exact path: used as given, written as given, unlabelled, for reference checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Callable
+
+import numpy as np
+from dfp import media, provenance
+from services.enhancer import tiling
+from services.enhancer.upscaler import Upscaler
+
+
+@dataclasses.dataclass(frozen=True)
+class EnhanceOptions:
+    # Output scale; None is the model's own.
+    scale: int | None = None
+    tiles: tiling.TileOptions = tiling.TileOptions()
+    frames_per_batch: int = 4
+    visible_mark: bool = True
+    # Limits on what is read and on what would be written.
+    max_input_pixels: int = 50_000_000
+    max_output_pixels: int = 200_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class EnhanceResult:
+    kind: str  # "image", "array" or "video"
+    width: int
+    height: int
+    frames: int
+
+
+Progress = Callable[[int, int], None]
+
+
+def output_scale(upscaler: Upscaler, options: EnhanceOptions) -> int:
+    scale = options.scale or upscaler.model_scale
+    if scale not in range(2, upscaler.model_scale + 1):
+        raise ValueError(f"scale {scale} is not supported by {upscaler.name} (x{upscaler.model_scale}): "
+                         f"use 2 to {upscaler.model_scale}")
+    return scale
+
+
+def _check_output_size(width: int, height: int, scale: int, options: EnhanceOptions) -> None:
+    pixels = width * height * scale * scale
+    if pixels > options.max_output_pixels:
+        raise media.MediaTooLarge(f"the result would be {width * scale}x{height * scale} = {pixels:,} pixels, over the "
+                                  f"limit of {options.max_output_pixels:,}: use a smaller scale or a smaller input")
+
+
+def enhance_file(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Path, options: EnhanceOptions,
+                 metadata: dict[str, str] | None = None, progress: Progress | None = None) -> EnhanceResult:
+    """Enhances `source` into `target`; the kind is read from the content (`.npy` by suffix)."""
+    scale = output_scale(upscaler, options)
+    if source.suffix.lower() == ".npy":
+        return _enhance_array(upscaler, source, target, scale, options)
+    with open(source, "rb") as handle:
+        kind = media.sniff(handle.read(64))
+    metadata = metadata or provenance.synthetic_metadata(f"enhance:{upscaler.name}")
+    if kind == media.IMAGE:
+        return _enhance_image(upscaler, source, target, scale, options, metadata, progress)
+    if kind == media.VIDEO:
+        return _enhance_video(upscaler, source, target, scale, options, metadata, progress)
+    raise media.InvalidMedia(f"{source} is neither an image nor a video this platform reads")
+
+
+def _enhance_array(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Path, scale: int,
+                   options: EnhanceOptions) -> EnhanceResult:
+    image = np.load(source, mmap_mode="r", allow_pickle=False)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
+        raise media.InvalidMedia(f"{source}: a .npy input must be HxWx3 float32 in [0, 1], got {image.dtype} {image.shape}")
+    height, width = image.shape[:2]
+    if height * width > options.max_input_pixels:
+        raise media.MediaTooLarge(f"{source} is {width}x{height}, over the limit of {options.max_input_pixels:,} pixels")
+    _check_output_size(width, height, scale, options)
+    partial = target.with_name(target.name + ".partial.npy")
+    # A memory-mapped output keeps memory flat however large the result.
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(height * scale, width * scale, 3))
+    try:
+        tiling.upscale(upscaler.model, image, upscaler.model_scale, scale, options.tiles, out=out)
+        out.flush()
+        del out
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    return EnhanceResult("array", width * scale, height * scale, 1)
+
+
+def _enhance_image(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Path, scale: int, options: EnhanceOptions,
+                   metadata: dict[str, str], progress: Progress | None) -> EnhanceResult:
+    info = media.probe_image(source, options.max_input_pixels)
+    _check_output_size(info.width, info.height, scale, options)
+    rgb = media.decode_image(source, options.max_input_pixels)
+    result = tiling.upscale(upscaler.model, rgb.astype(np.float32) / 255.0, upscaler.model_scale, scale, options.tiles)
+    marked = provenance.mark_frame(to_uint8(result), provenance.watermark_payload(metadata), options.visible_mark)
+    provenance.save_labelled_png(marked, target, metadata)
+    if progress:
+        progress(1, 1)
+    return EnhanceResult("image", marked.shape[1], marked.shape[0], 1)
+
+
+def _enhance_video(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Path, scale: int, options: EnhanceOptions,
+                   metadata: dict[str, str], progress: Progress | None) -> EnhanceResult:
+    stream = media.video_stream_info(source)
+    if stream.width * stream.height > options.max_input_pixels:
+        raise media.MediaTooLarge(f"video frames are {stream.width}x{stream.height}, over the limit of "
+                                  f"{options.max_input_pixels:,} pixels")
+    _check_output_size(stream.width, stream.height, scale, options)
+    payload = provenance.watermark_payload(metadata)
+    writer = media.VideoWriter(target, stream.frames_per_second, audio_from=source, metadata=metadata)
+    done = 0
+    try:
+        batch: list[np.ndarray] = []
+        for frame in media.iter_video_frames(source):
+            batch.append(frame)
+            if len(batch) == options.frames_per_batch:
+                done = _write_batch(upscaler, batch, scale, options, writer, payload, done, stream.frame_count, progress)
+                batch = []
+        if batch:
+            done = _write_batch(upscaler, batch, scale, options, writer, payload, done, stream.frame_count, progress)
+        if done == 0:
+            raise media.InvalidMedia(f"{source.name}: the video has no frames")
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return EnhanceResult("video", (stream.width * scale) // 2 * 2, (stream.height * scale) // 2 * 2, done)
+
+
+def _write_batch(upscaler: Upscaler, batch: list[np.ndarray], scale: int, options: EnhanceOptions,
+                 writer: media.VideoWriter, payload: int, done: int, total: int, progress: Progress | None) -> int:
+    frames = np.stack(batch).astype(np.float32) / 255.0
+    for result in tiling.upscale_frames(upscaler.model, frames, upscaler.model_scale, scale, options.tiles):
+        writer.write(provenance.mark_frame(to_uint8(result), payload, options.visible_mark))
+    done += len(batch)
+    if progress:
+        progress(done, max(total, done))
+    return done
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0, 1) * 255.0 + 0.5).astype(np.uint8)

@@ -61,3 +61,13 @@ def short_clip_with_audio(source, target, frames=6, size=40) -> None:
                 break
             packet.stream = audio_out
             out.mux(packet)
+
+
+def mp4_without_frames(path) -> None:
+    """An MP4 whose header declares an H.264 stream that holds no frames."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        container.start_encoding()
+        container.mux(stream.encode())

@@ -188,6 +188,42 @@ class ModelServerSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class EnhancerSettings:
+    listen: str
+    # "cuda", "cpu", or empty for cuda when present.
+    device: str
+    # Default tile side (input pixels) and context; a request may ask for another tile.
+    tile: int
+    tile_pad: int
+    # Tiles (or untiled frames) per forward pass.
+    batch_size: int
+    # fp16 on a GPU.
+    half: bool
+    # Enhancements run at once; further requests wait (within their deadline).
+    concurrency: int
+    max_output_pixels: int
+    metrics_listen: str
+    storage: StorageSettings
+    limits: LimitSettings
+
+    @classmethod
+    def from_env(cls) -> "EnhancerSettings":
+        return cls(
+            listen=_env("DFP_ENHANCER_LISTEN", "127.0.0.1:50053"),
+            device=_env("DFP_ENHANCER_DEVICE", ""),
+            tile=_env_int("DFP_ENHANCER_TILE", 256),
+            tile_pad=_env_int("DFP_ENHANCER_TILE_PAD", 16),
+            batch_size=_env_int("DFP_ENHANCER_BATCH_SIZE", 4),
+            half=_env_bool("DFP_ENHANCER_HALF", True),
+            concurrency=_env_int("DFP_ENHANCER_CONCURRENCY", 1),
+            max_output_pixels=_env_int("DFP_ENHANCER_MAX_OUTPUT_PIXELS", 200_000_000),
+            metrics_listen=_env("DFP_METRICS_LISTEN", ""),
+            storage=StorageSettings.from_env(),
+            limits=LimitSettings.from_env(),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class ClientSettings:
     gateway: str
     timeout_s: float

@@ -97,6 +97,16 @@ class ObjectStore:
     def uri(self, kind: str, key: str) -> str:
         return f"s3://{self.bucket(kind)}/{key}"
 
+    def parse_uri(self, uri: str) -> tuple[str, str]:
+        """(kind, key) of `s3://{bucket}/{key}` in one of the platform's buckets; ValueError otherwise."""
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        kinds = {self.bucket(kind): kind for kind in (MEDIA, RESULTS, MODELS, JOBS, ADMIN)}
+        if not uri.startswith("s3://") or not key or key.endswith("/"):
+            raise ValueError(f"{uri!r} is not an object URI of the form s3://{{bucket}}/{{key}}")
+        if bucket not in kinds:
+            raise ValueError(f"bucket {bucket!r} is not one of the platform's buckets ({', '.join(sorted(kinds))})")
+        return kinds[bucket], key
+
     def put_bytes(self, kind: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         result = self._client.put_object(self.bucket(kind), key, io.BytesIO(data), len(data), content_type=content_type)
         return result.etag

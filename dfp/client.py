@@ -33,6 +33,8 @@ from dfp.v1 import (
     common_pb2,
     creation_pb2,
     creation_pb2_grpc,
+    enhancement_pb2,
+    enhancement_pb2_grpc,
     detection_pb2,
     detection_pb2_grpc,
     jobs_pb2,
@@ -167,6 +169,7 @@ class Client:
         self._media = media_pb2_grpc.MediaServiceStub(self._channel)
         self._detection = detection_pb2_grpc.DetectionServiceStub(self._channel)
         self._creation = creation_pb2_grpc.CreationServiceStub(self._channel)
+        self._enhancement = enhancement_pb2_grpc.EnhancementServiceStub(self._channel)
         self._operations = operations_pb2_grpc.OperationsStub(self._channel)
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
 
@@ -332,6 +335,21 @@ class Client:
             seamless_clone=seamless_clone, request_id=request_id or str(uuid.uuid4()),
         )
         return _call(self._creation.SwapFace, request, timeout=self._timeout(timeout_s))
+
+    def enhance(
+        self,
+        media: str,
+        *,
+        model: str = "esrgan-x4",
+        scale: int = 4,
+        no_visible_mark: bool = False,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> operations_pb2.Operation:
+        """Queues a super-resolution job over a stored image or video and returns its operation at once."""
+        request = enhancement_pb2.EnhanceRequest(media=media, model=model, scale=scale, no_visible_mark=no_visible_mark,
+                                                 request_id=request_id or str(uuid.uuid4()))
+        return _call(self._enhancement.Enhance, request, timeout=self._timeout(timeout_s))
 
     # Operations
 

@@ -131,6 +131,9 @@ class GatewaySettings:
     creator_target: str
     default_animation_model: str
     creator_timeout_s: float
+    enhancer_target: str
+    # The longest one enhancement may take (the deadline of the call to the enhancer).
+    enhancer_timeout_s: float
     animation_batch_size: int
     animation_input_size: int
     job_workers: int
@@ -154,6 +157,8 @@ class GatewaySettings:
             creator_target=_env("DFP_CREATOR_TARGET", "127.0.0.1:7070"),
             default_animation_model=_env("DFP_DEFAULT_ANIMATION_MODEL", "fomm"),
             creator_timeout_s=_env_float("DFP_CREATOR_TIMEOUT_S", 120.0),
+            enhancer_target=_env("DFP_ENHANCER_TARGET", "127.0.0.1:50053"),
+            enhancer_timeout_s=_env_float("DFP_ENHANCER_TIMEOUT_S", 3600.0),
             animation_batch_size=_env_int("DFP_ANIMATION_BATCH_SIZE", 16),
             animation_input_size=_env_int("DFP_ANIMATION_INPUT_SIZE", 256),
             job_workers=_env_int("DFP_JOB_WORKERS", 2),

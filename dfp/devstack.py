@@ -1,5 +1,6 @@
 """The platform on one machine: S3 server, detector model server, the creator service (TorchServe
-with the animation model and the registry's face swap models), and the gateway as local processes.
+with the animation model and the registry's face swap models), the enhancer service (weights from
+`dfp enhancer build-weights`), and the gateway as local processes.
 
 Used by `make demo`, the integration tests and the benchmarks, so all of them run the real servers the
 same way. Each process gets free ports on 127.0.0.1 and its logs in the stack's folder; `stop`
@@ -58,7 +59,8 @@ class LocalStack:
         self.s3 = LocalS3(self.workdir / "s3")
         self.model_server_target = f"127.0.0.1:{free_port()}"
         self.gateway_target = f"127.0.0.1:{free_port()}"
-        self.metrics_ports = {"gateway": free_port(), "model_server": free_port()}
+        self.enhancer_target = f"127.0.0.1:{free_port()}"
+        self.metrics_ports = {"gateway": free_port(), "model_server": free_port(), "enhancer": free_port()}
         self.token = ""  # an API token of team "default", made at start
         self._processes: dict[str, subprocess.Popen] = {}
 
@@ -72,6 +74,8 @@ class LocalStack:
             "DFP_GATEWAY_LISTEN": self.gateway_target,
             "DFP_DETECTOR_TARGET": self.model_server_target,
             "DFP_GATEWAY": self.gateway_target,
+            "DFP_ENHANCER_LISTEN": self.enhancer_target,
+            "DFP_ENHANCER_TARGET": self.enhancer_target,
             "DFP_TOKEN": self.token,
             **({"DFP_CREATOR_TARGET": self.creator_target} if self.creator_target else {}),
             "PYTHONPATH": str(REPO),
@@ -114,6 +118,7 @@ class LocalStack:
             self.start_model_server()
             if self.animation_model is not None:
                 self.start_creator()
+            self.start_enhancer()
             self.start_gateway()
         except BaseException:
             self.stop()
@@ -145,6 +150,9 @@ class LocalStack:
     def start_model_server(self) -> None:
         self.start_process("model_server", "services.detector.model_server", self.model_server_target,
                            "tensorflow.serving.PredictionService")
+
+    def start_enhancer(self) -> None:
+        self.start_process("enhancer", "services.enhancer.server", self.enhancer_target, "dfp.enhancer.v1.EnhancerService")
 
     def start_gateway(self) -> None:
         self.start_process("gateway", "gateway", self.gateway_target, "dfp.v1.DetectionService")

@@ -17,6 +17,7 @@ from gateway.creator_client import CreatorClient, TorchServeAnimator, TorchServe
 from gateway.errors import InvalidArgument, ResourceNotFound, abort_on_error
 from gateway.jobs import JobContext, JobFailed, JobKind, JobRunner, JobStore
 from gateway.media_store import MediaStore
+from gateway.results import store_result
 from gateway.auth import TeamResolver
 from services.creator.pipelines import animate_media, swap_media
 
@@ -117,14 +118,6 @@ class CreationServicer(creation_pb2_grpc.CreationServiceServicer):
         return job.get_operation()
 
 
-def _store_result(media: MediaStore, job: JobContext, path: pathlib.Path, display_name: str, generator: str):
-    """The job's result as a media item labelled synthetic, under the operation's id (a re-run after a
-    lost worker overwrites it instead of adding a second one)."""
-    operation_id = job.name.split("/", 1)[1]
-    labels = {"dfp_synthetic": "true", "dfp_generator": generator, "dfp_operation": operation_id}
-    return media.store_generated(job.team, path, display_name, labels, media_id=operation_id)
-
-
 def animate_image_job(creator: CreatorClient, media: MediaStore, face_detector: faces_lib.FaceDetector,
                       limits: LimitSettings, default_model: str, batch_size: int, input_size: int) -> JobKind:
     """The animate_image job: fetch both media, animate through TorchServe, store the labelled video."""
@@ -160,7 +153,7 @@ def animate_image_job(creator: CreatorClient, media: MediaStore, face_detector: 
                 raise JobFailed(code_pb2.INVALID_ARGUMENT, str(exc)) from None
             job.progress(result.frames, result.frames, force=True)
             display_name = f"animated-{source_record.display_name or source_record.id}.mp4"
-            stored = _store_result(media, job, out_path, display_name, model)
+            stored = store_result(media, job, out_path, display_name, model)
         return creation_pb2.AnimateImageResponse(
             result_media=stored.name, frames=result.frames, frames_per_second=result.frames_per_second,
             has_audio=result.has_audio, initial_frame=result.initial_frame,
@@ -199,7 +192,7 @@ def swap_face_job(creator: CreatorClient, media: MediaStore, registry: ModelRegi
             except (swap_media.NoFace, media_lib.InvalidMedia) as exc:
                 raise JobFailed(code_pb2.INVALID_ARGUMENT, str(exc)) from None
             job.progress(result.frames, result.frames, force=True)
-            stored = _store_result(media, job, out_path, f"swapped-{target.display_name or target.id}.mp4", generator)
+            stored = store_result(media, job, out_path, f"swapped-{target.display_name or target.id}.mp4", generator)
         return creation_pb2.SwapFaceResponse(
             result_media=stored.name, frames=result.frames, swapped_frames=result.swapped_frames,
             frames_per_second=result.frames_per_second, has_audio=result.has_audio,

@@ -16,7 +16,7 @@ from dfp.quotas import QuotaStore
 from dfp.registry import ModelRegistry
 from dfp.storage import ObjectStore
 from dfp.tokens import TokenStore
-from dfp.v1 import creation_pb2_grpc, detection_pb2_grpc, jobs_pb2_grpc, media_pb2_grpc
+from dfp.v1 import creation_pb2_grpc, detection_pb2_grpc, enhancement_pb2_grpc, jobs_pb2_grpc, media_pb2_grpc
 from gateway.audit import AuditInterceptor, AuditWriter
 from gateway.auth import Authenticator, AuthInterceptor, TeamResolver
 from gateway.creation_servicer import ANIMATE_IMAGE, SWAP_FACE, CreationServicer, animate_image_job, swap_face_job
@@ -24,6 +24,8 @@ from gateway.creator_client import CreatorClient
 from gateway.detection import DetectionPipeline
 from gateway.detection_servicer import DETECT_VIDEO, DetectionServicer, detect_video_job
 from gateway.detector_client import DetectorClient
+from gateway.enhancement_servicer import ENHANCE, EnhancementServicer, enhance_job
+from gateway.enhancer_client import EnhancerClient
 from gateway.jobs import JobRunner, JobStore
 from gateway.media_servicer import MediaServicer
 from gateway.media_store import MediaStore
@@ -60,6 +62,7 @@ class Gateway:
         self.jobs = JobStore(self.store, concurrent_jobs_quota=lambda team: quota_of(team).concurrent_jobs)
         self.detector = DetectorClient(settings.detector_target, settings.detector_timeout_s)
         self.creator = CreatorClient(settings.creator_target, settings.creator_timeout_s)
+        self.enhancer = EnhancerClient(settings.enhancer_target, settings.enhancer_timeout_s)
         face_detector = FaceDetector()
         registry = ModelRegistry(self.store)
         pipeline = DetectionPipeline(self.detector, face_detector)
@@ -72,6 +75,7 @@ class Gateway:
                                                  settings.animation_input_size),
                 SWAP_FACE: swap_face_job(self.creator, self.media, registry, face_detector,
                                          settings.animation_batch_size),
+                ENHANCE: enhance_job(self.enhancer, self.media, self.store),
             },
             workers=settings.job_workers,
             lease_s=settings.job_lease_s,
@@ -92,6 +96,11 @@ class Gateway:
                     CreationServicer(self.media, self.jobs, self.runner, settings.default_animation_model, team_of,
                                      registry),
                     "dfp.v1.CreationService",
+                ),
+                (
+                    enhancement_pb2_grpc.add_EnhancementServiceServicer_to_server,
+                    EnhancementServicer(self.media, self.jobs, self.runner, settings.limits, team_of),
+                    "dfp.v1.EnhancementService",
                 ),
                 (operations_pb2_grpc.add_OperationsServicer_to_server, OperationsServicer(self.jobs, team_of),
                  "google.longrunning.Operations"),
@@ -121,6 +130,7 @@ class Gateway:
         self.audit.close()
         self.detector.close()
         self.creator.close()
+        self.enhancer.close()
 
     def _sweep_loop(self) -> None:
         while not self._stop.wait(SWEEP_INTERVAL_S):

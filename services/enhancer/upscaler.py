@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import torch
 from torch import nn
@@ -21,8 +22,8 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_upscaler(name_or_path: str, device: str | None = None) -> Upscaler:
+def load_upscaler(name_or_path: str, device: str | None = None, folder: pathlib.Path | None = None) -> Upscaler:
     """A built model by name (`esrgan-x4`, `srvgg-x4`) or a published `.pth` file by path."""
-    model = weights.load(name_or_path).to(device or default_device())
+    model = weights.load(name_or_path, folder).to(device or default_device())
     name = name_or_path if name_or_path in weights.BUILT_MODELS else f"file:{name_or_path.rsplit('/', 1)[-1]}"
     return Upscaler(model, weights.model_scale(model), name)

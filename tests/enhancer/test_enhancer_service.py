@@ -30,7 +30,7 @@ def enhancer(store, enhancer_models):
         max_output_pixels=1_000_000, metrics_listen="", storage=store.settings,
         limits=config.LimitSettings.from_env())
     server = Server(settings.listen, [(enhancer_pb2_grpc.add_EnhancerServiceServicer_to_server,
-                                       EnhancerServicer(settings, store, ModelCache("cpu")), "dfp.enhancer.v1.EnhancerService")])
+                                       EnhancerServicer(settings, store, ModelCache("cpu", enhancer_models)), "dfp.enhancer.v1.EnhancerService")])
     server.start()
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield enhancer_pb2_grpc.EnhancerServiceStub(channel)

@@ -27,7 +27,7 @@ def test_the_shared_srvgg_release_loads_strictly_and_upscales_x4(shared):
         assert model(torch.rand(1, 3, 8, 10)).shape == (1, 3, 32, 40)
 
 
-def test_x4plus_built_from_the_ncnn_export_matches_ncnn_on_the_same_input(enhancer_models, tmp_path):
+def test_x4plus_built_from_the_ncnn_export_matches_ncnn_on_the_same_input(enhancer_model_dir, tmp_path):
     ncnn = pytest.importorskip("ncnn")
     from click.testing import CliRunner
 

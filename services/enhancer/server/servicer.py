@@ -3,6 +3,8 @@
 Networks are loaded once per name and shared; `concurrency` enhancements run at once (one GPU does
 not gain from more), the rest wait within their deadline. Work stops at the next batch when the
 caller's deadline passes or it cancels, and nothing is uploaded unless the whole result was written.
+While a long image or batch runs, the last progress is repeated every few seconds, so the caller
+(the gateway's job, which renews its lease on progress) knows the work is alive.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 MODELS = tuple(weights.BUILT_MODELS)
 _CONTENT_TYPES = {"image": "image/png", "video": "video/mp4"}
+HEARTBEAT_S = 5.0
 
 
 class CallEnded(Exception):
@@ -33,15 +36,16 @@ class CallEnded(Exception):
 
 
 class ModelCache:
-    def __init__(self, device: str):
+    def __init__(self, device: str, folder: pathlib.Path | None = None):
         self._device = device or None
+        self._folder = folder
         self._models: dict[str, Upscaler] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> Upscaler:
         with self._lock:
             if name not in self._models:
-                self._models[name] = load_upscaler(name, self._device)
+                self._models[name] = load_upscaler(name, self._device, self._folder)
                 log.info("loaded %s on %s", name, next(self._models[name].model.parameters()).device)
             return self._models[name]
 
@@ -100,12 +104,15 @@ class EnhancerServicer(enhancer_pb2_grpc.EnhancerServiceServicer):
 
         # The work runs beside the stream so progress reaches the caller while frames are processed.
         threading.Thread(target=work, name="enhance", daemon=True).start()
+        last = enhancer_pb2.EnhanceProgress()
         while True:
             with condition:
-                condition.wait_for(lambda: updates or outcome.get("finished"))
+                condition.wait_for(lambda: updates or outcome.get("finished"), timeout=HEARTBEAT_S)
                 pending, updates[:] = list(updates), []
                 finished = outcome.get("finished", False)
-            yield from pending
+            if pending:
+                last = pending[-1]
+            yield from pending or ([] if finished else [last])
             if finished:
                 break
         error = outcome.get("error")

@@ -69,6 +69,21 @@ def test_animation_model_runs_torchserve_on_a_gpu_reachable_only_from_the_gatewa
     assert allowed["app.kubernetes.io/component"] == "gateway"
 
 
+def test_the_enhancer_runs_on_a_gpu_with_grpc_probes_reachable_only_from_the_gateway():
+    docs = render("gpu-values.yaml")
+    enhancer = container(by_kind(docs, "Deployment")["release-dfp-enhancer"], "enhancer")
+    assert enhancer["command"] == ["python", "-m", "services.enhancer.server", "--preload", "esrgan-x4"]
+    assert enhancer["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert enhancer["readinessProbe"]["grpc"]["port"] == 50053
+    env = {e["name"]: e.get("value") for e in enhancer["env"]}
+    assert env["DFP_ENHANCER_LISTEN"] == "0.0.0.0:50053" and env["DFP_ENHANCER_HALF"] == "1"
+    assert "DFP_S3_SECRET_KEY" in env
+    gateway_env = {e["name"]: e.get("value") for e in container(by_kind(docs, "Deployment")["release-dfp-gateway"], "gateway")["env"]}
+    assert gateway_env["DFP_ENHANCER_TARGET"] == "release-dfp-enhancer:50053"
+    allowed = by_kind(docs, "NetworkPolicy")["release-dfp-enhancer"]["spec"]["ingress"][0]["from"][0]["podSelector"]
+    assert allowed["matchLabels"]["app.kubernetes.io/component"] == "gateway"
+
+
 def test_the_creator_reads_the_registry_for_face_swap_models():
     torchserve = container(by_kind(render("gpu-values.yaml"), "Deployment")["release-dfp-animate"], "torchserve")
     env = {e["name"]: e.get("value") for e in torchserve["env"]}
@@ -81,6 +96,7 @@ def test_cpu_only_values_request_no_gpu():
     detector = by_kind(docs, "Deployment")["release-dfp-detector"]
     assert "nvidia.com/gpu" not in str(detector)
     assert "nvidia.com/gpu" not in str(by_kind(docs, "Deployment")["release-dfp-animate"])
+    assert "nvidia.com/gpu" not in str(by_kind(docs, "Deployment")["release-dfp-enhancer"])
     assert container(detector, "tf-serving")["image"] == "tensorflow/serving:2.18.0"
     assert not by_kind(docs, "HorizontalPodAutoscaler")
 

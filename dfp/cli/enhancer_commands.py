@@ -8,7 +8,8 @@ import click
 
 from dfp.cli.output import Progress, emit
 
-MODEL_HELP = "esrgan-x4 (Real-ESRGAN x4plus), srvgg-x4 (compact), or a published .pth file (params_ema/params)."
+MODEL_HELP = ("esrgan-x4 (Real-ESRGAN x4plus), srvgg-x4 (compact), face (faces restored, background through esrgan-x4), "
+              "or a published super-resolution .pth file (params_ema/params).")
 
 
 @click.group()
@@ -39,10 +40,17 @@ def build_weights(out_dir, as_json):
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
 @click.option("--half/--no-half", default=True, show_default=True, help="fp16 on a GPU (ignored on the CPU).")
 @click.option("--no-visible-mark", is_flag=True, help="Leave out the visible label (the invisible watermark and tags stay).")
+@click.option("--dfdnet-checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
+              help="With --model face: restore faces with the published DFDNet (BasicSR layout) instead of the platform's network.")
+@click.option("--dfdnet-dictionary", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
+              help="DFDNet's component dictionary file (DictionaryCenter512.pth).")
+@click.option("--vgg19", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
+              help="torchvision VGG19 weights for DFDNet's construction (optional: the checkpoint carries them).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
 @click.argument("target", type=click.Path(dir_okay=False, path_type=pathlib.Path))
-def run(model, scale, tile, tile_pad, batch_size, device, half, no_visible_mark, as_json, source, target):
+def run(model, scale, tile, tile_pad, batch_size, device, half, no_visible_mark, dfdnet_checkpoint, dfdnet_dictionary,
+        vgg19, as_json, source, target):
     """Upscale an image, a video or a .npy array (HxWx3 float32 in [0, 1], used and written as given).
 
     Images are written as labelled PNG, videos as labelled MP4 with the source's audio and frame rate.
@@ -52,14 +60,17 @@ def run(model, scale, tile, tile_pad, batch_size, device, half, no_visible_mark,
       dfp enhancer run portrait.jpg portrait_x4.png
       dfp enhancer run --model srvgg-x4 --scale 2 clip.mp4 clip_x2.mp4
       dfp enhancer run --tile 0 input.npy output.npy
+      dfp enhancer run --model face --scale 2 old_photo.jpg restored.png
     """
     from dfp import config
-    from services.enhancer import tiling
+    from services.enhancer import catalogue, tiling
     from services.enhancer.pipelines.enhance_media import EnhanceOptions, enhance_file
-    from services.enhancer.upscaler import load_upscaler
 
+    if bool(dfdnet_checkpoint) != bool(dfdnet_dictionary):
+        raise click.UsageError("--dfdnet-checkpoint and --dfdnet-dictionary go together")
+    dfdnet = catalogue.DfdnetFiles(dfdnet_checkpoint, dfdnet_dictionary, vgg19) if dfdnet_checkpoint else None
     limits = config.LimitSettings.from_env()
-    upscaler = load_upscaler(model, device)
+    upscaler = catalogue.load(model, device, dfdnet=dfdnet)
     options = EnhanceOptions(scale=scale, tiles=tiling.TileOptions(tile, tile_pad, batch_size, half),
                              frames_per_batch=batch_size, visible_mark=not no_visible_mark,
                              max_input_pixels=limits.max_image_pixels)

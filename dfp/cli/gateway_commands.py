@@ -220,8 +220,9 @@ def faceswap(client, target, model, version, to_identity, no_color_transfer, sea
 
 @click.command()
 @click.argument("target")
-@click.option("--model", type=click.Choice(["esrgan-x4", "srvgg-x4"]), default="esrgan-x4", show_default=True,
-              help="esrgan-x4: Real-ESRGAN x4plus (photographs); srvgg-x4: compact, much faster, softer.")
+@click.option("--model", type=click.Choice(["esrgan-x4", "srvgg-x4", "face"]), default="esrgan-x4", show_default=True,
+              help="esrgan-x4: Real-ESRGAN x4plus (photographs); srvgg-x4: compact, much faster, softer; "
+                   "face: faces restored, the rest through esrgan-x4.")
 @click.option("--scale", type=click.IntRange(2, 4), default=4, show_default=True, help="Output scale.")
 @click.option("--no-visible-mark", is_flag=True, help="Leave out the visible label (the watermark and tags stay).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
@@ -238,6 +239,7 @@ def enhance(client, target, model, scale, no_visible_mark, out, detach, as_json,
     Examples:
       dfp enhance portrait.jpg --out portrait_x4.png
       dfp enhance clip.mp4 --model srvgg-x4 --scale 2 --out clip_x2.mp4
+      dfp enhance old_photo.jpg --model face --out restored.png
     """
     from dfp.v1 import enhancement_pb2
 

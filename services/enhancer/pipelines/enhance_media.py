@@ -1,4 +1,5 @@
-"""Super-resolution of image, `.npy` and video files, labelled as machine-enhanced.
+"""Super-resolution (optionally with face restoration) of image, `.npy` and video files, labelled as
+machine-enhanced.
 
 Images and videos are decoded under the platform's pixel limits, upscaled in bounded memory
 (`services.enhancer.tiling`), and written whole or not at all: videos frame by frame in batches,
@@ -17,7 +18,10 @@ from collections.abc import Callable
 import numpy as np
 from dfp import media, provenance
 from services.enhancer import tiling
+from services.enhancer.pipelines.restore_faces import FaceEnhancer
 from services.enhancer.upscaler import Upscaler
+
+Enhancer = Upscaler | FaceEnhancer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +47,7 @@ class EnhanceResult:
 Progress = Callable[[int, int], None]
 
 
-def output_scale(upscaler: Upscaler, options: EnhanceOptions) -> int:
+def output_scale(upscaler: Enhancer, options: EnhanceOptions) -> int:
     scale = options.scale or upscaler.model_scale
     if scale not in range(2, upscaler.model_scale + 1):
         raise ValueError(f"scale {scale} is not supported by {upscaler.name} (x{upscaler.model_scale}): "
@@ -58,11 +62,13 @@ def _check_output_size(width: int, height: int, scale: int, options: EnhanceOpti
                                   f"limit of {options.max_output_pixels:,}: use a smaller scale or a smaller input")
 
 
-def enhance_file(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Path, options: EnhanceOptions,
+def enhance_file(upscaler: Enhancer, source: pathlib.Path, target: pathlib.Path, options: EnhanceOptions,
                  metadata: dict[str, str] | None = None, progress: Progress | None = None) -> EnhanceResult:
     """Enhances `source` into `target`; the kind is read from the content (`.npy` by suffix)."""
     scale = output_scale(upscaler, options)
     if source.suffix.lower() == ".npy":
+        if isinstance(upscaler, FaceEnhancer):
+            raise ValueError(".npy arrays go through super-resolution only: face restoration needs an image or a video")
         return _enhance_array(upscaler, source, target, scale, options)
     with open(source, "rb") as handle:
         kind = media.sniff(handle.read(64))
@@ -97,21 +103,20 @@ def _enhance_array(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Pat
     return EnhanceResult("array", width * scale, height * scale, 1)
 
 
-def _enhance_image(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Path, scale: int, options: EnhanceOptions,
+def _enhance_image(upscaler: Enhancer, source: pathlib.Path, target: pathlib.Path, scale: int, options: EnhanceOptions,
                    metadata: dict[str, str], progress: Progress | None) -> EnhanceResult:
     info = media.probe_image(source, options.max_input_pixels)
     _check_output_size(info.width, info.height, scale, options)
     rgb = media.decode_image(source, options.max_input_pixels)
-    result = tiling.upscale(upscaler.model, rgb.astype(np.float32) / 255.0, upscaler.model_scale, scale,
-                            upscaler.tiles(options.tiles))
-    marked = provenance.mark_frame(to_uint8(result), provenance.watermark_payload(metadata), options.visible_mark)
+    result = enhance_frames(upscaler, rgb[None], scale, options.tiles)[0]
+    marked = provenance.mark_frame(result, provenance.watermark_payload(metadata), options.visible_mark)
     provenance.save_labelled_png(marked, target, metadata)
     if progress:
         progress(1, 1)
     return EnhanceResult("image", marked.shape[1], marked.shape[0], 1)
 
 
-def _enhance_video(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Path, scale: int, options: EnhanceOptions,
+def _enhance_video(upscaler: Enhancer, source: pathlib.Path, target: pathlib.Path, scale: int, options: EnhanceOptions,
                    metadata: dict[str, str], progress: Progress | None) -> EnhanceResult:
     stream = media.video_stream_info(source)
     if stream.width * stream.height > options.max_input_pixels:
@@ -139,16 +144,22 @@ def _enhance_video(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Pat
     return EnhanceResult("video", (stream.width * scale) // 2 * 2, (stream.height * scale) // 2 * 2, done)
 
 
-def _write_batch(upscaler: Upscaler, batch: list[np.ndarray], scale: int, options: EnhanceOptions,
+def _write_batch(upscaler: Enhancer, batch: list[np.ndarray], scale: int, options: EnhanceOptions,
                  writer: media.VideoWriter, payload: int, done: int, total: int, progress: Progress | None) -> int:
-    frames = np.stack(batch).astype(np.float32) / 255.0
-    for result in tiling.upscale_frames(upscaler.model, frames, upscaler.model_scale, scale,
-                                        upscaler.tiles(options.tiles)):
-        writer.write(provenance.mark_frame(to_uint8(result), payload, options.visible_mark))
+    for result in enhance_frames(upscaler, np.stack(batch), scale, options.tiles):
+        writer.write(provenance.mark_frame(result, payload, options.visible_mark))
     done += len(batch)
     if progress:
         progress(done, max(total, done))
     return done
+
+
+def enhance_frames(enhancer: Enhancer, frames: np.ndarray, scale: int, tiles: tiling.TileOptions) -> np.ndarray:
+    """NxHxWx3 uint8 frames enhanced `scale` times, uint8."""
+    if isinstance(enhancer, FaceEnhancer):
+        return enhancer.enhance_frames(frames, scale, tiles)[0]
+    return to_uint8(tiling.upscale_frames(enhancer.model, frames.astype(np.float32) / 255.0, enhancer.model_scale, scale,
+                                          enhancer.tiles(tiles)))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

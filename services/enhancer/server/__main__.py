@@ -1,7 +1,8 @@
 """Runs the enhancer service: `python -m services.enhancer.server`.
 
 Settings come from DFP_ENHANCER_* (see dfp.config.EnhancerSettings) and DFP_S3_*; the super-resolution
-weights from DFP_ENHANCER_MODEL_DIR (`dfp enhancer build-weights`). `--preload` loads models before
+weights from DFP_ENHANCER_MODEL_DIR (`dfp enhancer build-weights`); the "face" model uses the published
+DFDNet when DFP_DFDNET_CHECKPOINT and DFP_DFDNET_DICTIONARY (and optionally DFP_VGG19) name its files. `--preload` loads models before
 the service reports SERVING, so the first request does not pay for it.
 """
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging()
 
-    models = ModelCache(settings.device)
+    models = ModelCache.from_settings(settings)
     for name in args.preload:
         models.get(name)
     server = Server(

@@ -20,13 +20,12 @@ from dfp import media
 from dfp.config import EnhancerSettings
 from dfp.enhancer.v1 import enhancer_pb2, enhancer_pb2_grpc
 from dfp.storage import NotFound, ObjectStore
-from services.enhancer import tiling, weights
-from services.enhancer.pipelines.enhance_media import EnhanceOptions, enhance_file
-from services.enhancer.upscaler import Upscaler, load_upscaler
+from services.enhancer import catalogue, tiling
+from services.enhancer.pipelines.enhance_media import EnhanceOptions, Enhancer, enhance_file
 
 log = logging.getLogger(__name__)
 
-MODELS = tuple(weights.BUILT_MODELS)
+MODELS = catalogue.MODELS
 _CONTENT_TYPES = {"image": "image/png", "video": "video/mp4"}
 HEARTBEAT_S = 5.0
 
@@ -36,17 +35,26 @@ class CallEnded(Exception):
 
 
 class ModelCache:
-    def __init__(self, device: str, folder: pathlib.Path | None = None):
+    def __init__(self, device: str, folder: pathlib.Path | None = None, dfdnet: catalogue.DfdnetFiles | None = None):
         self._device = device or None
         self._folder = folder
-        self._models: dict[str, Upscaler] = {}
+        self._dfdnet = dfdnet
+        self._models: dict[str, Enhancer] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> Upscaler:
+    @classmethod
+    def from_settings(cls, settings: EnhancerSettings) -> "ModelCache":
+        dfdnet = None
+        if settings.dfdnet_checkpoint or settings.dfdnet_dictionary:
+            dfdnet = catalogue.DfdnetFiles(pathlib.Path(settings.dfdnet_checkpoint), pathlib.Path(settings.dfdnet_dictionary),
+                                           pathlib.Path(settings.vgg19) if settings.vgg19 else None)
+        return cls(settings.device, dfdnet=dfdnet)
+
+    def get(self, name: str) -> Enhancer:
         with self._lock:
             if name not in self._models:
-                self._models[name] = load_upscaler(name, self._device, self._folder)
-                log.info("loaded %s on %s", name, next(self._models[name].model.parameters()).device)
+                self._models[name] = catalogue.load(name, self._device, self._folder, self._dfdnet)
+                log.info("loaded %s (%s)", name, self._models[name].name)
             return self._models[name]
 
 
@@ -131,9 +139,9 @@ class EnhancerServicer(enhancer_pb2_grpc.EnhancerServiceServicer):
             try:
                 if not context.is_active():
                     raise CallEnded()
-                upscaler = self._models.get(request.model)
+                enhancer = self._models.get(request.model)
                 output_path = pathlib.Path(workdir) / "output"
-                result = enhance_file(upscaler, input_path, output_path, options,
+                result = enhance_file(enhancer, input_path, output_path, options,
                                       metadata=dict(request.labels) or None, progress=progress)
             finally:
                 self._slots.release()
@@ -142,7 +150,7 @@ class EnhancerServicer(enhancer_pb2_grpc.EnhancerServiceServicer):
             content_type = _CONTENT_TYPES[result.kind]
             self._store.put_file(*target, output_path, content_type=content_type)
         return enhancer_pb2.EnhanceResult(content_type=content_type, width=result.width, height=result.height,
-                                          frames=result.frames, model=upscaler.name)
+                                          frames=result.frames, model=enhancer.name)
 
     @staticmethod
     def _abort_for(error: BaseException, context) -> None:

@@ -89,28 +89,34 @@ def run(model, scale, tile, tile_pad, batch_size, device, half, no_visible_mark,
               help="Reference images: a folder with labels.csv (path, split), or a folder of images.")
 @click.option("--split", default="val", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Images to use.")
-@click.option("--models", default="bicubic,srvgg-x4,esrgan-x4", show_default=True,
-              help="Comma-separated: bicubic, built model names, or .pth paths.")
+@click.option("--models", default="bicubic,srvgg-x4,esrgan-x4,face", show_default=True,
+              help="Comma-separated: bicubic, built model names, face (bicubic, then the face restoration network), "
+                   "or super-resolution .pth paths.")
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Write a contact sheet PNG (input, each method, reference).")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def evaluate(data, split, limit, models, sheet, device, as_json):
-    """PSNR and SSIM (Y channel, crop border 4, as BasicSR) of x4 restoration of bicubic-degraded images.
+    """PSNR, SSIM (Y channel, crop border 4) and NIQE, computed by BasicSR, of x4 restoration of
+    bicubic-degraded images (the inputs are the images' faces for `face`: use face crops).
 
-    NIQE and LPIPS are not computed: their reference statistics and network weights are not available
-    offline here.
+    LPIPS is not computed: its network weights are not available offline here.
     """
     import numpy as np
 
-    from services.enhancer import evaluation, tiling
+    from services.enhancer import evaluation, face_restorers, tiling
     from services.enhancer.pipelines.enhance_media import to_uint8
+    from services.enhancer.training.face_restore_train import restore
     from services.enhancer.upscaler import load_upscaler
 
     methods = {}
     for name in [m.strip() for m in models.split(",") if m.strip()]:
         if name == "bicubic":
             methods[name] = evaluation.bicubic_upscale(4)
+            continue
+        if name == "face":
+            restorer, bicubic = face_restorers.load_unet(device=device or "cpu"), evaluation.bicubic_upscale(4)
+            methods[restorer.name] = lambda low, restorer=restorer, bicubic=bicubic: restore(restorer.model, bicubic(low)[None])[0]
             continue
         upscaler = load_upscaler(name, device)
 
@@ -122,7 +128,8 @@ def evaluate(data, split, limit, models, sheet, device, as_json):
         methods[upscaler.name] = method
     report = evaluation.evaluate(evaluation.reference_images(data, split, limit), methods, 4, sheet)
     lines = [f"{report['images']} images, {report['degradation']}, PSNR/SSIM on Y, crop border 4"]
-    lines += [f"  {name:<24} PSNR {m['psnr']:7.3f} dB  SSIM {m['ssim']:.4f}" for name, m in report["methods"].items()]
+    lines += [f"  {name:<30} PSNR {m['psnr']:7.3f} dB  SSIM {m['ssim']:.4f}  NIQE {m['niqe'] if m['niqe'] is not None else '-'}"
+              for name, m in report["methods"].items()]
     emit(report, as_json, "\n".join(lines))
 
 

@@ -1,8 +1,8 @@
 """Side-by-side quality of enhancement methods on degraded copies of good images.
 
 Each reference image is degraded (bicubic x4 down, BasicSR's classic SR benchmark setting), every
-method restores it to the reference size, and PSNR/SSIM (Y channel, crop border = the scale) are
-averaged per method. A contact sheet shows input, each method and the reference, one row per image.
+method restores it to the reference size, and PSNR/SSIM (Y channel, crop border = the scale) and
+NIQE (no reference, lower is better) are averaged per method. A contact sheet shows input, each method and the reference, one row per image.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def bicubic_upscale(factor: int = 4) -> Method:
 
 def evaluate(references: list[np.ndarray], methods: dict[str, Method], factor: int = 4,
              sheet_path: pathlib.Path | None = None, sheet_rows: int = 6) -> dict:
-    scores: dict[str, dict[str, list[float]]] = {name: {"psnr": [], "ssim": []} for name in methods}
+    scores: dict[str, dict[str, list[float]]] = {name: {"psnr": [], "ssim": [], "niqe": []} for name in methods}
     rows = []
     for index, reference in enumerate(references):
         low = degrade_bicubic(reference, factor)
@@ -59,6 +59,8 @@ def evaluate(references: list[np.ndarray], methods: dict[str, Method], factor: i
             restored = method(low)
             scores[name]["psnr"].append(metrics.psnr(restored, reference, crop_border=factor))
             scores[name]["ssim"].append(metrics.ssim(restored, reference, crop_border=factor))
+            if min(restored.shape[:2]) - 2 * factor >= 96:
+                scores[name]["niqe"].append(metrics.niqe(restored, crop_border=factor))
             row.append(restored)
         if index < sheet_rows:
             rows.append(row + [reference])
@@ -66,7 +68,8 @@ def evaluate(references: list[np.ndarray], methods: dict[str, Method], factor: i
         _write_sheet(sheet_path, rows, ["input"] + list(methods) + ["reference"])
     return {
         "images": len(references), "degradation": f"bicubic x{factor} down", "crop_border": factor, "channel": "Y",
-        "methods": {name: {"psnr": round(float(np.mean(v["psnr"])), 3), "ssim": round(float(np.mean(v["ssim"])), 4)}
+        "methods": {name: {"psnr": round(float(np.mean(v["psnr"])), 3), "ssim": round(float(np.mean(v["ssim"])), 4),
+                           "niqe": round(float(np.mean(v["niqe"])), 3) if v["niqe"] else None}
                     for name, v in scores.items()},
     }
 

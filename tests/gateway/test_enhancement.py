@@ -63,6 +63,15 @@ def test_a_video_keeps_every_frame_its_rate_and_audio(client_module, shared, tmp
         assert len(container.streams.audio) == 1
 
 
+def test_the_face_model_restores_the_face_of_a_portrait(client_module, shared, tmp_path):
+    Image.open(shared / "video" / "source" / "s0.jpg").convert("RGB").resize((96, 112)).save(tmp_path / "face.png")
+    source = client_module.upload(tmp_path / "face.png")
+    final = client_module.wait_operation(client_module.enhance(source.name, model="face", scale=2).name, timeout_s=300)
+    result = operation_result(final, enhancement_pb2.EnhanceResponse)
+    assert (result.width, result.height, result.model) == (192, 224, "face")
+    assert client_module.get_media(result.result_media).labels["dfp_generator"] == "enhance:face"
+
+
 def test_the_cli_enhances_a_local_file_and_downloads_the_result(stack, tmp_path):
     from dfp.cli.main import cli
 

@@ -84,6 +84,19 @@ def test_the_enhancer_runs_on_a_gpu_with_grpc_probes_reachable_only_from_the_gat
     assert allowed["matchLabels"]["app.kubernetes.io/component"] == "gateway"
 
 
+def test_the_published_dfdnet_files_can_be_mounted_into_the_enhancer():
+    docs = render(None, "enhancer.env.DFP_DFDNET_CHECKPOINT=/dfdnet/DFDNet_official.pth",
+                  "enhancer.extraVolumes[0].name=dfdnet", "enhancer.extraVolumes[0].persistentVolumeClaim.claimName=dfdnet",
+                  "enhancer.extraVolumeMounts[0].name=dfdnet", "enhancer.extraVolumeMounts[0].mountPath=/dfdnet")
+    deployment = by_kind(docs, "Deployment")["release-dfp-enhancer"]
+    enhancer = container(deployment, "enhancer")
+    assert {"name": "DFP_DFDNET_CHECKPOINT", "value": "/dfdnet/DFDNet_official.pth"} in enhancer["env"]
+    assert {"name": "dfdnet", "mountPath": "/dfdnet"} in enhancer["volumeMounts"]
+    assert {"name": "dfdnet", "persistentVolumeClaim": {"claimName": "dfdnet"}} in deployment["spec"]["template"]["spec"]["volumes"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+
+
 def test_the_creator_reads_the_registry_for_face_swap_models():
     torchserve = container(by_kind(render("gpu-values.yaml"), "Deployment")["release-dfp-animate"], "torchserve")
     env = {e["name"]: e.get("value") for e in torchserve["env"]}

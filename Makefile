@@ -48,6 +48,7 @@ bench: install protos
 	$(PY) bench/animate_throughput.py
 	$(PY) bench/swap_train_speed.py
 	$(PY) bench/watermark_robustness.py
+	$(PY) bench/enhance_throughput.py
 
 # The gateway under concurrent clients (latency, errors, nothing lost), and a longer fuzz run.
 load: install protos

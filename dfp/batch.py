@@ -1,11 +1,13 @@
-"""Batch detection as Kubernetes Jobs, in a form Kubernetes 1.20 accepts (no Indexed Jobs).
+"""Batch work as Kubernetes Jobs, in a form Kubernetes 1.20 accepts (no Indexed Jobs): detection,
+or enhancement (super-resolution, face restoration) of many stored media.
 
-A batch of N shards is a ConfigMap holding each shard's item list and N Jobs (one pod each), all
-labelled ``dfp.io/batch={id}``. A pod runs ``dfp batch work`` over its shard: it asks the gateway,
-with its team's token (from a Secret, never object store credentials), to detect each item, and
-prints one JSON line per item. Items are stored media names; a video's detection is created with a
-request id made from the batch and the item, so a retried pod (or ``dfp batch collect`` afterwards)
-gets the same operation instead of doing the work twice. Images are scored synchronously.
+A batch of N shards is a ConfigMap holding each shard's item list (and the task) and N Jobs (one pod
+each), all labelled ``dfp.io/batch={id}``. A pod runs ``dfp batch work`` over its shard: it asks the
+gateway, with its team's token (from a Secret, never object store credentials), to process each
+item, and prints one JSON line per item. Items are stored media names; each job at the gateway is
+created with a request id made from the batch and the item, so a retried pod (or ``dfp batch
+collect`` afterwards) gets the same operation instead of doing the work twice. Images are scored
+synchronously.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Iterator
 
 LABEL = "dfp.io/batch"
 ITEMS_DIR = "/etc/dfp-batch"
+TASK_KEY = "task.json"
+DETECT, ENHANCE = "detect", "enhance"
 
 
 class BatchError(ValueError):
@@ -37,6 +41,16 @@ class BatchSpec:
     node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
     frames: int = 16
     backoff_limit: int = 3
+    task: str = DETECT
+    # Enhancement: the model and the output scale.
+    model: str = "esrgan-x4"
+    scale: int = 4
+
+    def work_arguments(self) -> list[str]:
+        """What `dfp batch work` needs besides the batch and the items: the task and its options."""
+        if self.task == ENHANCE:
+            return ["--task", ENHANCE, "--model", self.model, "--scale", str(self.scale)]
+        return ["--task", DETECT, "--frames", str(self.frames)]
 
 
 def new_batch_id() -> str:
@@ -53,6 +67,8 @@ def render(spec: BatchSpec, batch_id: str) -> list[dict]:
     """The ConfigMap and the Jobs of a batch, as manifests."""
     if not spec.items:
         raise BatchError("the batch has no items")
+    if spec.task not in (DETECT, ENHANCE):
+        raise BatchError(f"unknown task {spec.task!r}: use {DETECT} or {ENHANCE}")
     bad = [item for item in spec.items if not item.startswith("media/")]
     if bad:
         raise BatchError(f"items must be stored media names (media/...), got {bad[:3]}")
@@ -61,7 +77,8 @@ def render(spec: BatchSpec, batch_id: str) -> list[dict]:
     labels = {LABEL: batch_id, "app.kubernetes.io/name": "dfp", "app.kubernetes.io/component": "batch"}
     config_map = {"apiVersion": "v1", "kind": "ConfigMap",
                   "metadata": {"name": name, "namespace": spec.namespace, "labels": labels},
-                  "data": {f"shard-{k}": "\n".join(part) + "\n" for k, part in enumerate(parts)}}
+                  "data": {**{f"shard-{k}": "\n".join(part) + "\n" for k, part in enumerate(parts)},
+                           TASK_KEY: json.dumps({"task": spec.task, "arguments": spec.work_arguments()})}}
     resources = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
     if spec.gpus:
         resources["limits"]["nvidia.com/gpu"] = str(spec.gpus)
@@ -71,7 +88,7 @@ def render(spec: BatchSpec, batch_id: str) -> list[dict]:
             "name": "worker",
             "image": spec.image,
             "command": ["dfp", "batch", "work", "--batch", batch_id, "--items", f"{ITEMS_DIR}/shard-{k}",
-                        "--frames", str(spec.frames)],
+                        *spec.work_arguments()],
             "env": [{"name": "DFP_GATEWAY", "value": spec.gateway},
                     {"name": "DFP_TOKEN", "valueFrom": {"secretKeyRef": {"name": spec.token_secret, "key": "token"}}}],
             "resources": resources,
@@ -149,7 +166,16 @@ def items_of(api_client, namespace: str, batch_id: str) -> list[str]:
     from kubernetes import client
 
     config_map = client.CoreV1Api(api_client).read_namespaced_config_map(f"dfp-batch-{batch_id}", namespace)
-    return [line for data in config_map.data.values() for line in data.splitlines() if line]
+    return [line for key, data in config_map.data.items() if key.startswith("shard-")
+            for line in data.splitlines() if line]
+
+
+def task_of(api_client, namespace: str, batch_id: str) -> dict:
+    """The batch's task and its `dfp batch work` arguments (batches from before tasks: detection)."""
+    from kubernetes import client
+
+    config_map = client.CoreV1Api(api_client).read_namespaced_config_map(f"dfp-batch-{batch_id}", namespace)
+    return json.loads(config_map.data.get(TASK_KEY, json.dumps({"task": DETECT, "arguments": []})))
 
 
 def request_id(batch_id: str, item: str) -> str:
@@ -179,6 +205,25 @@ def detect_items(client, batch_id: str, items: list[str], frames: int) -> Iterat
                 row["operation"] = operation.name
             row.update(label=detection_pb2.Label.Name(verdict.label), max_fake_probability=verdict.max_fake_probability,
                        mean_fake_probability=verdict.mean_fake_probability, faces_scored=verdict.faces_scored)
+        except (ApiError, OperationFailed) as exc:
+            row["error"] = f"{exc.code.name}: {exc.message}"
+        yield row
+
+
+def enhance_items(client, batch_id: str, items: list[str], model: str, scale: int) -> Iterator[dict]:
+    """Each item's enhancement through the gateway, as one row (item, result media, size...)."""
+    from dfp.client import ApiError, OperationFailed, operation_result
+    from dfp.v1 import enhancement_pb2
+
+    for item in items:
+        row = {"item": item, "model": model, "scale": scale, "result_media": "", "width": 0, "height": 0, "frames": 0,
+               "operation": "", "error": ""}
+        try:
+            operation = client.enhance(item, model=model, scale=scale, request_id=request_id(batch_id, item))
+            row["operation"] = operation.name
+            result = operation_result(client.wait_operation(operation.name, timeout_s=3600),
+                                      enhancement_pb2.EnhanceResponse)
+            row.update(result_media=result.result_media, width=result.width, height=result.height, frames=result.frames)
         except (ApiError, OperationFailed) as exc:
             row["error"] = f"{exc.code.name}: {exc.message}"
         yield row

@@ -81,7 +81,8 @@ def test_rendered_batch_manifests_validate_against_the_kubernetes_schemas():
                                gateway="gw:50051", token_secret="team-token", gpus=1, node_selector={"pool": "gpu"})
     manifests = batch_lib.render(spec, "abcd1234")
     assert [m["kind"] for m in manifests] == ["ConfigMap", "Job", "Job"]
-    assert sorted(sum((v.split() for v in manifests[0]["data"].values()), [])) == sorted(spec.items)
+    shards = [v for k, v in manifests[0]["data"].items() if k.startswith("shard-")]
+    assert sorted(sum((v.split() for v in shards), [])) == sorted(spec.items)
     for manifest in manifests:
         for version in ("1.25.0", "1.37.0"):
             kubernetes_validate.validate(manifest, version, strict=True)
@@ -123,6 +124,8 @@ def test_a_batch_runs_as_jobs_on_the_gpu_node_retries_a_failed_pod_and_its_resul
     config_map = client.CoreV1Api(api).read_namespaced_config_map(f"dfp-batch-{batch_id}", NAMESPACE)
     worker_rows = {}
     for shard, listing in config_map.data.items():
+        if not shard.startswith("shard-"):
+            continue
         (tmp_path / shard).write_text(listing)
         output = dfp("batch", "work", "--batch", batch_id, "--items", str(tmp_path / shard), "--frames", "4",
                      env={"DFP_GATEWAY": stack.gateway_target, "DFP_TOKEN": stack.token})
@@ -136,7 +139,7 @@ def test_a_batch_runs_as_jobs_on_the_gpu_node_retries_a_failed_pod_and_its_resul
     assert status["state"] == "Complete" and status["shards_done"] == 2
 
     env = {**kube_env, "DFP_GATEWAY": stack.gateway_target, "DFP_TOKEN": stack.token}
-    dfp("batch", "collect", batch_id, "--out", str(tmp_path / "report.json"), "--frames", "4", env=env)
+    dfp("batch", "collect", batch_id, "--out", str(tmp_path / "report.json"), env=env)
     rows = {row["item"]: row for row in map(json.loads, (tmp_path / "report.json").read_text().splitlines())}
     assert set(rows) == set(items) and not any(row["error"] for row in rows.values())
     assert rows[items[0]]["media_type"] == "image" and rows[items[0]]["label"] in ("REAL", "FAKE")
@@ -147,6 +150,44 @@ def test_a_batch_runs_as_jobs_on_the_gpu_node_retries_a_failed_pod_and_its_resul
     while client.BatchV1Api(api).list_namespaced_job(NAMESPACE, label_selector=f"{batch_lib.LABEL}={batch_id}").items:
         assert time.monotonic() < deadline
         time.sleep(0.3)
+
+
+def test_a_batch_enhancement_runs_each_pods_own_command_and_collects_the_results(api, kube, stack, shared, tmp_path):
+    from kubernetes import client
+    from PIL import Image
+
+    from dfp.client import Client
+
+    Image.open(shared / "video" / "source" / "s3.jpg").convert("RGB").resize((48, 56)).save(tmp_path / "small.png")
+    with Client(stack.gateway_target, token=stack.token) as gateway:
+        items = [gateway.upload(tmp_path / "small.png").name, "media/abcdefghijklmnopqrstuvwxyz"]
+    (tmp_path / "items.txt").write_text("\n".join(items) + "\n")
+    kube_env = {"KUBECONFIG": str(kube.kubeconfig)}
+    env = {**kube_env, "DFP_GATEWAY": stack.gateway_target, "DFP_TOKEN": stack.token}
+    batch_id = json.loads(dfp("batch", "enhance", "--items", str(tmp_path / "items.txt"), "--parallelism", "1",
+                              "--model", "srvgg-x4", "--scale", "2", "--image", "dfp:test", "--gateway",
+                              stack.gateway_target, "--token-secret", "team-token", "--json", env=kube_env))["batch"]
+    job = client.BatchV1Api(api).read_namespaced_job(f"dfp-batch-{batch_id}-0", NAMESPACE)
+    command = job.spec.template.spec.containers[0].command
+    assert command[:3] == ["dfp", "batch", "work"] and command[-6:] == ["--task", "enhance", "--model", "srvgg-x4",
+                                                                         "--scale", "2"]
+    assert "nvidia.com/gpu" not in str(job.spec.template.spec.containers[0].resources)
+
+    # Play the pod: its own command, with the item list where the ConfigMap volume would put it.
+    listing = client.CoreV1Api(api).read_namespaced_config_map(f"dfp-batch-{batch_id}", NAMESPACE).data["shard-0"]
+    (tmp_path / "shard-0").write_text(listing)
+    items_at = command.index("--items") + 1
+    arguments = [*command[1:items_at], str(tmp_path / "shard-0"), *command[items_at + 1:]]
+    result = CliRunner().invoke(cli, arguments, env=env)
+    assert result.exit_code == 0, result.output  # a missing item is final, not a reason to retry the pod
+    worker = {row["item"]: row for row in map(json.loads, result.output.splitlines())}
+    assert (worker[items[0]]["width"], worker[items[0]]["height"]) == (96, 112)
+    assert worker[items[1]]["error"].startswith("NOT_FOUND")
+
+    dfp("batch", "collect", batch_id, "--out", str(tmp_path / "report.csv"), env=env)
+    report = (tmp_path / "report.csv").read_text().splitlines()
+    assert report[0].startswith("item,model,scale,result_media")
+    assert worker[items[0]]["result_media"] in report[1] and worker[items[0]]["operation"] in report[1]
 
 
 def test_a_pod_asking_for_more_gpus_than_any_node_has_stays_unscheduled(api, kube, tmp_path):

@@ -1,4 +1,5 @@
-"""`dfp batch ...`: batch detection as Kubernetes Jobs (see dfp.batch), followed with kubectl or here."""
+"""`dfp batch ...`: batch detection and enhancement as Kubernetes Jobs (see dfp.batch), followed with
+kubectl or here."""
 
 from __future__ import annotations
 
@@ -35,34 +36,32 @@ def with_kube(command):
 
 @click.group()
 def batch() -> None:
-    """Run detection over many stored media as Kubernetes Jobs (Kubernetes 1.20 and later)."""
+    """Run detection or enhancement over many stored media as Kubernetes Jobs (Kubernetes 1.20 and later)."""
 
 
-@batch.command("detect")
-@click.option("--items", "items_file", type=click.File("r"), default=None,
-              help="File of media names (media/...), one per line.")
-@click.option("--label", default=None, help="Every stored media of your team with this label (KEY=VALUE).")
-@click.option("--parallelism", type=click.IntRange(1, 1000), default=4, show_default=True,
-              help="Shards, each one Job with one pod.")
-@click.option("--image", required=True, help="The platform image the pods run (dfp CLI inside).")
-@click.option("--gateway", "gateway_address", required=True, help="Gateway host:port as the pods reach it.")
-@click.option("--token-secret", required=True, help="Secret with key `token`: the team's API token.")
-@click.option("--gpus", type=click.IntRange(0, 8), default=0, show_default=True, help="nvidia.com/gpu per pod.")
-@click.option("--node-selector", multiple=True, help="KEY=VALUE a node must have; repeatable.")
-@click.option("--frames", type=click.IntRange(1, 10000), default=16, show_default=True, help="Frames per video.")
-@click.option("--print", "print_only", is_flag=True, help="Print the manifests for `kubectl apply -f -` instead.")
-@with_kube
-@click.option("--json", "as_json", is_flag=True)
-def detect_command(items_file, label, parallelism, image, gateway_address, token_secret, gpus, node_selector, frames,
-                   print_only, kubeconfig, namespace, as_json):
-    """Submit a batch detection; prints the batch id.
+submit_options = [
+    click.option("--items", "items_file", type=click.File("r"), default=None,
+                 help="File of media names (media/...), one per line."),
+    click.option("--label", default=None, help="Every stored media of your team with this label (KEY=VALUE)."),
+    click.option("--parallelism", type=click.IntRange(1, 1000), default=4, show_default=True,
+                 help="Shards, each one Job with one pod."),
+    click.option("--image", required=True, help="The platform image the pods run (dfp CLI inside)."),
+    click.option("--gateway", "gateway_address", required=True, help="Gateway host:port as the pods reach it."),
+    click.option("--token-secret", required=True, help="Secret with key `token`: the team's API token."),
+    click.option("--gpus", type=click.IntRange(0, 8), default=0, show_default=True, help="nvidia.com/gpu per pod."),
+    click.option("--node-selector", multiple=True, help="KEY=VALUE a node must have; repeatable."),
+    click.option("--print", "print_only", is_flag=True, help="Print the manifests for `kubectl apply -f -` instead."),
+]
 
-    \b
-    Examples:
-      dfp batch detect --label campaign=dfdc --parallelism 8 --image registry.example/dfp:0.1.0 \\
-          --gateway dfp-gateway.dfp:50051 --token-secret dfp-team-token -n dfp
-      dfp batch detect --items names.txt ... --print | kubectl apply -f -
-    """
+
+def with_submit_options(command):
+    for option in reversed(submit_options):
+        command = option(command)
+    return command
+
+
+def _submit(task_options: dict, items_file, label, parallelism, image, gateway_address, token_secret, gpus,
+            node_selector, print_only, kubeconfig, namespace, as_json) -> None:
     import yaml
 
     from dfp import batch as batch_lib
@@ -80,7 +79,7 @@ def detect_command(items_file, label, parallelism, image, gateway_address, token
     selector = dict(pair.split("=", 1) for pair in node_selector)
     spec = batch_lib.BatchSpec(items=items, parallelism=parallelism, image=image, gateway=gateway_address,
                                token_secret=token_secret, namespace=namespace, gpus=gpus, node_selector=selector,
-                               frames=frames)
+                               **task_options)
     batch_id = batch_lib.new_batch_id()
     manifests = batch_lib.render(spec, batch_id)
     if print_only:
@@ -89,6 +88,43 @@ def detect_command(items_file, label, parallelism, image, gateway_address, token
     batch_lib.submit(_api(kubeconfig), manifests)
     emit({"batch": batch_id, "items": len(items), "shards": len(manifests) - 1}, as_json,
          f"batch {batch_id}: {len(items)} items in {len(manifests) - 1} Jobs (label dfp.io/batch={batch_id})")
+
+
+@batch.command("detect")
+@with_submit_options
+@click.option("--frames", type=click.IntRange(1, 10000), default=16, show_default=True, help="Frames per video.")
+@with_kube
+@click.option("--json", "as_json", is_flag=True)
+def detect_command(frames, **options):
+    """Submit a batch detection; prints the batch id.
+
+    \b
+    Examples:
+      dfp batch detect --label campaign=dfdc --parallelism 8 --image registry.example/dfp:0.1.0 \\
+          --gateway dfp-gateway.dfp:50051 --token-secret dfp-team-token -n dfp
+      dfp batch detect --items names.txt ... --print | kubectl apply -f -
+    """
+    _submit({"task": "detect", "frames": frames}, **options)
+
+
+@batch.command("enhance")
+@with_submit_options
+@click.option("--model", type=click.Choice(["esrgan-x4", "srvgg-x4", "face"]), default="esrgan-x4", show_default=True)
+@click.option("--scale", type=click.IntRange(2, 4), default=4, show_default=True)
+@with_kube
+@click.option("--json", "as_json", is_flag=True)
+def enhance_command(model, scale, **options):
+    """Submit a batch enhancement (each item becomes a new stored media item); prints the batch id.
+
+    The pods only drive the gateway's jobs: the enhancer service does the work on its GPUs, so the
+    pods need no GPU.
+
+    \b
+    Example:
+      dfp batch enhance --label campaign=fakes --model face --scale 2 --image registry.example/dfp:0.1.0 \\
+          --gateway dfp-gateway.dfp:50051 --token-secret dfp-team-token -n dfp
+    """
+    _submit({"task": "enhance", "model": model, "scale": scale}, **options)
 
 
 @batch.command("status")
@@ -137,39 +173,66 @@ def cancel_command(batch_id, kubeconfig, namespace):
 @click.argument("batch_id")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), required=True,
               help="Report file: .csv or .json (JSON lines).")
-@click.option("--frames", type=click.IntRange(1, 10000), default=16, show_default=True)
 @with_kube
-def collect_command(batch_id, out, frames, kubeconfig, namespace):
-    """Gather every item's result from the gateway into a report (a video's stored detection is
-    fetched again by its request id, never recomputed)."""
+def collect_command(batch_id, out, kubeconfig, namespace):
+    """Gather every item's result from the gateway into a report (a stored job's result is fetched
+    again by its request id, never recomputed)."""
     from dfp import batch as batch_lib
-    from dfp.client import Client
 
-    items = batch_lib.items_of(_api(kubeconfig), namespace, batch_id)
-    with Client() as client:
-        rows = list(batch_lib.detect_items(client, batch_id, items, frames))
+    api = _api(kubeconfig)
+    items = batch_lib.items_of(api, namespace, batch_id)
+    rows = list(_rows(batch_id, items, batch_lib.task_of(api, namespace, batch_id)["arguments"]))
     _write_report(rows, out)
     errors = sum(1 for row in rows if row["error"])
     click.echo(f"{out}: {len(rows)} items, {errors} with errors")
 
 
-@batch.command("work", hidden=True)
-@click.option("--batch", "batch_id", required=True)
-@click.option("--items", "items_file", type=click.File("r"), required=True)
-@click.option("--frames", type=click.IntRange(1, 10000), default=16)
-def work_command(batch_id, items_file, frames):
-    """A batch pod's work: detect each item of its shard through the gateway (DFP_GATEWAY, DFP_TOKEN)."""
+work_options = [
+    click.option("--task", type=click.Choice(["detect", "enhance"]), default="detect"),
+    click.option("--frames", type=click.IntRange(1, 10000), default=16),
+    click.option("--model", default="esrgan-x4"),
+    click.option("--scale", type=click.IntRange(2, 4), default=4),
+]
+
+
+def _work_parser() -> click.Command:
+    """A command that parses `dfp batch work`'s task arguments, for reading them back from a batch."""
+
+    @click.command()
+    def parse(**values):
+        return values
+
+    for option in reversed(work_options):
+        parse = option(parse)
+    return parse
+
+
+def _rows(batch_id: str, items: list[str], arguments: list[str]):
     from dfp import batch as batch_lib
     from dfp.client import Client
 
+    task = _work_parser().main(arguments, standalone_mode=False)
+    with Client() as client:
+        if task["task"] == "enhance":
+            yield from batch_lib.enhance_items(client, batch_id, items, task["model"], task["scale"])
+        else:
+            yield from batch_lib.detect_items(client, batch_id, items, task["frames"])
+
+
+@batch.command("work", hidden=True, context_settings={"ignore_unknown_options": True})
+@click.option("--batch", "batch_id", required=True)
+@click.option("--items", "items_file", type=click.File("r"), required=True)
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def work_command(batch_id, items_file, arguments):
+    """A batch pod's work: each item of its shard through the gateway (DFP_GATEWAY, DFP_TOKEN); the
+    task arguments (--task, --frames, --model, --scale) follow."""
     items = [line.strip() for line in items_file if line.strip()]
     transient = 0
-    with Client() as client:
-        for row in batch_lib.detect_items(client, batch_id, items, frames):
-            click.echo(json.dumps(row, sort_keys=True))
-            # A missing or unreadable item will not get better on a retry; anything else may.
-            if row["error"] and not row["error"].startswith(("NOT_FOUND", "INVALID_ARGUMENT")):
-                transient += 1
+    for row in _rows(batch_id, items, list(arguments)):
+        click.echo(json.dumps(row, sort_keys=True))
+        # A missing or unreadable item will not get better on a retry; anything else may.
+        if row["error"] and not row["error"].startswith(("NOT_FOUND", "INVALID_ARGUMENT")):
+            transient += 1
     if transient:
         raise SystemExit(1)  # the Job retries the pod; items already done are fetched, not redone
 
@@ -179,8 +242,8 @@ def _write_report(rows: list[dict], out: pathlib.Path) -> None:
 
     if out.suffix == ".csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["item", "media_type", "label", "max_fake_probability",
-                                                    "mean_fake_probability", "faces_scored", "operation", "error"])
+        fieldnames = list(dict.fromkeys(key for row in rows for key in row))
+        writer = csv.DictWriter(buffer, fieldnames=fieldnames)
         writer.writeheader()
         writer.writerows(rows)
         out.write_text(buffer.getvalue())

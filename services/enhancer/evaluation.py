@@ -20,13 +20,16 @@ from services.enhancer import metrics
 Method = Callable[[np.ndarray], np.ndarray]
 
 
-def reference_images(data: pathlib.Path, split: str, limit: int, max_pixels: int = 50_000_000) -> list[np.ndarray]:
-    """Up to `limit` RGB images: a folder with a labels.csv (path, split columns) or a plain folder."""
+def reference_images(data: pathlib.Path, split: str, limit: int, max_pixels: int = 50_000_000,
+                     label: str | None = None) -> list[np.ndarray]:
+    """Up to `limit` RGB images: a folder with a labels.csv (path, split and label columns; `label`
+    keeps one label only) or a plain folder."""
     data = pathlib.Path(data)
     labels = data / "labels.csv"
     if labels.exists():
         with open(labels, newline="") as handle:
-            paths = [data / row["path"] for row in csv.DictReader(handle) if row.get("split", split) == split]
+            paths = [data / row["path"] for row in csv.DictReader(handle)
+                     if row.get("split", split) == split and label in (None, row.get("label"))]
     else:
         paths = sorted(p for p in data.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
     if not paths:

@@ -80,22 +80,26 @@ def enhance_job(enhancer: EnhancerClient, media: MediaStore, store: ObjectStore)
         operation_id = job.name.split("/", 1)[1]
         scratch_key = storage.result_key(job.team, operation_id, "enhanced")
         generator = f"enhance:{model}"
-        job.progress(0, record.frame_count or 1, force=True)
+        expected_frames = record.frame_count or 1
+        job.progress(0, expected_frames, force=True)
         result = enhancer.enhance(
             enhancer_pb2.EnhanceRequest(
                 input_uri=store.uri(MEDIA, media.blob_key(record)), output_uri=store.uri(RESULTS, scratch_key),
                 model=model, scale=scale, no_visible_mark=request.no_visible_mark,
                 labels={"dfp_synthetic": "true", "dfp_generator": generator, "dfp_operation": job.name},
             ),
-            progress=job.progress,
+            # Heartbeats before the first batch carry no total: keep the one the media record gives.
+            progress=lambda done, total: job.progress(done, total or expected_frames),
         )
         extension = _EXTENSIONS[result.content_type]
-        with tempfile.TemporaryDirectory(prefix="dfp-enhance-") as workdir:
-            local = pathlib.Path(workdir) / f"result.{extension}"
-            store.download_file(RESULTS, scratch_key, local)
-            stem = (record.display_name or record.id).rsplit(".", 1)[0]
-            stored = store_result(media, job, local, f"{stem}-x{scale}.{extension}", generator)
-        store.delete(RESULTS, scratch_key)
+        try:
+            with tempfile.TemporaryDirectory(prefix="dfp-enhance-") as workdir:
+                local = pathlib.Path(workdir) / f"result.{extension}"
+                store.download_file(RESULTS, scratch_key, local)
+                stem = (record.display_name or record.id).rsplit(".", 1)[0]
+                stored = store_result(media, job, local, f"{stem}-x{scale}.{extension}", generator)
+        finally:
+            store.delete(RESULTS, scratch_key)
         job.progress(result.frames, result.frames, force=True)
         return enhancement_pb2.EnhanceResponse(result_media=stored.name, model=model, scale=scale, width=result.width,
                                                height=result.height, frames=result.frames)

@@ -144,9 +144,13 @@ def evaluate(data, split, limit, models, sheet, device, as_json):
 @click.option("--train-faces", type=click.IntRange(min=1), default=3000, show_default=True)
 @click.option("--val-faces", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--eval-every", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option("--learning-rate", type=float, default=2e-4, show_default=True)
+@click.option("--init", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
+              help="Start from these weights (fine-tuning); a run that has a state resumes it instead.")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
 @click.option("--json", "as_json", is_flag=True, help="Print the best validation scores as JSON.")
-def train_face(data, run, steps, batch_size, patch, train_faces, val_faces, eval_every, device, as_json):
+def train_face(data, run, steps, batch_size, patch, train_faces, val_faces, eval_every, learning_rate, init, device,
+               as_json):
     """Train the platform's face restoration network on faces degraded on the fly (blur, downscale,
     noise, JPEG); keeps the weights with the best held-out PSNR in RUN/face_restore.pth.
 
@@ -162,8 +166,8 @@ def train_face(data, run, steps, batch_size, patch, train_faces, val_faces, eval
 
     configure_logging()
     settings = TrainSettings(steps=steps, batch_size=batch_size, patch=patch, train_faces=train_faces,
-                             val_faces=val_faces, eval_every=eval_every)
-    best = train(data, run, settings, device or default_device(), command=" ".join(["dfp", *sys.argv[1:]]))
+                             val_faces=val_faces, eval_every=eval_every, learning_rate=learning_rate)
+    best = train(data, run, settings, device or default_device(), command=" ".join(["dfp", *sys.argv[1:]]), init=init)
     emit(best, as_json, f"best at step {best['step']}: held-out PSNR {best['psnr']:.2f} dB (degraded input "
                         f"{best['input_psnr']:.2f}), SSIM {best['ssim']:.4f}; weights in {run / 'face_restore.pth'}")
 

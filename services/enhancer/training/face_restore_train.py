@@ -103,13 +103,15 @@ def evaluate(model: FaceRestoreUNet, degraded: np.ndarray, clean: np.ndarray) ->
 
 
 def save_weights(model: FaceRestoreUNet, path: pathlib.Path) -> None:
-    """BasicSR's layout ({'params': state dict}), fp16: what `weights.load_face_restorer` reads."""
+    """BasicSR's layout ({'params': state dict}), fp16: what `face_restorers.load_unet` reads."""
     partial = path.with_suffix(".partial")
     torch.save({"params": {key: value.half() for key, value in model.state_dict().items()}}, partial)
     partial.replace(path)
 
 
-def train(data: pathlib.Path, run: pathlib.Path, settings: TrainSettings, device: str = "cpu", command: str = "") -> dict:
+def train(data: pathlib.Path, run: pathlib.Path, settings: TrainSettings, device: str = "cpu", command: str = "",
+          init: pathlib.Path | None = None) -> dict:
+    """Trains into `run` (resuming it when it has a state); `init` starts a new run from weights."""
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
@@ -120,6 +122,9 @@ def train(data: pathlib.Path, run: pathlib.Path, settings: TrainSettings, device
     val_degraded, val_clean = val_degraded[:, :side, :side], val_clean[:, :side, :side]
 
     model = FaceRestoreUNet(num_feat=settings.num_feat, num_block=settings.num_block).to(device)
+    if init is not None and not (run / STATE).exists():
+        state = torch.load(init, map_location=device, weights_only=True)
+        model.load_state_dict({key: value.float() for key, value in state.get("params", state).items()}, strict=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.steps, eta_min=settings.learning_rate / 20)
     step, best = 0, {"psnr": -1.0}
@@ -132,7 +137,8 @@ def train(data: pathlib.Path, run: pathlib.Path, settings: TrainSettings, device
         rng = np.random.default_rng([settings.seed, step])
         log.info("resumed at step %d", step)
     (run / SETTINGS).write_text(json.dumps({**dataclasses.asdict(settings), "device": device, "command": command,
-                                            "code_version": code_version(), "data": str(data)}, indent=2) + "\n")
+                                            "code_version": code_version(), "data": str(data),
+                                            "init": str(init) if init else None}, indent=2) + "\n")
     started = time.monotonic()
     while step < settings.steps:
         degraded, clean = _batch(faces, settings, rng)

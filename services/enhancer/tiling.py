@@ -75,21 +75,22 @@ def _batches(tiles: list[Tile], batch_size: int) -> Iterator[list[Tile]]:
             yield group[start:start + batch_size]
 
 
-def _device_and_dtype(model: nn.Module, half: bool) -> tuple[torch.device, torch.dtype]:
-    device = next(model.parameters()).device
-    return device, torch.float16 if half and device.type == "cuda" else torch.float32
+def _fp16(model: nn.Module, half: bool) -> bool:
+    return half and next(model.parameters()).device.type == "cuda"
 
 
 @torch.inference_mode()
-def _run(model: nn.Module, crops: np.ndarray, input_multiple: int, device: torch.device, dtype: torch.dtype,
-         model_scale: int) -> np.ndarray:
+def _run(model: nn.Module, crops: np.ndarray, input_multiple: int, half: bool, model_scale: int) -> np.ndarray:
     """Network output for a batch of HxWx3 crops, as NxH'xW'x3 float32."""
-    batch = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).to(device=device, dtype=dtype)
+    device = next(model.parameters()).device
+    batch = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).to(device=device, dtype=torch.float32)
     height, width = batch.shape[2:]
     pad_h, pad_w = (-height) % input_multiple, (-width) % input_multiple
     if pad_h or pad_w:
         batch = torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h), mode="reflect")
-    out = model(batch)[:, :, :height * model_scale, :width * model_scale]
+    # Autocast runs the convolutions in fp16 while the weights stay fp32 (one copy serves both).
+    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=_fp16(model, half)):
+        out = model(batch)[:, :, :height * model_scale, :width * model_scale]
     return out.float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy()
 
 
@@ -106,10 +107,9 @@ def upscale(model: nn.Module, image: np.ndarray, model_scale: int, scale: int | 
         out = np.empty((height * scale, width * scale, 3), dtype=np.float32)
     elif out.shape != (height * scale, width * scale, 3):
         raise ValueError(f"the output array is {out.shape}, the result {(height * scale, width * scale, 3)}")
-    device, dtype = _device_and_dtype(model, options.half)
     for group in _batches(plan_tiles(height, width, options.tile, options.tile_pad), max(options.batch_size, 1)):
         crops = np.stack([image[t.pad_y0:t.pad_y1, t.pad_x0:t.pad_x1] for t in group]).astype(np.float32, copy=False)
-        results = _run(model, crops, options.input_multiple, device, dtype, model_scale)
+        results = _run(model, crops, options.input_multiple, options.half, model_scale)
         for tile, result in zip(group, results):
             if scale != model_scale:
                 cut_h, cut_w = tile.cut_shape
@@ -128,11 +128,10 @@ def upscale_frames(model: nn.Module, frames: np.ndarray, model_scale: int, scale
     scale = scale or model_scale
     if scale not in range(2, model_scale + 1):
         raise ValueError(f"scale {scale} is not possible with an x{model_scale} model: use 2 to {model_scale}")
-    device, dtype = _device_and_dtype(model, options.half)
     results = []
     for start in range(0, len(frames), max(options.batch_size, 1)):
         batch = _run(model, frames[start:start + options.batch_size].astype(np.float32, copy=False),
-                     options.input_multiple, device, dtype, model_scale)
+                     options.input_multiple, options.half, model_scale)
         if scale != model_scale:
             height, width = frames.shape[1:3]
             batch = np.stack([cv2.resize(frame, (width * scale, height * scale), interpolation=cv2.INTER_AREA)

@@ -45,7 +45,7 @@ submit_options = [
     click.option("--label", default=None, help="Every stored media of your team with this label (KEY=VALUE)."),
     click.option("--parallelism", type=click.IntRange(1, 1000), default=4, show_default=True,
                  help="Shards, each one Job with one pod."),
-    click.option("--image", required=True, help="The platform image the pods run (dfp CLI inside)."),
+    click.option("--image", required=True, help="The tools image the pods run (docker/tools.Dockerfile: the dfp CLI)."),
     click.option("--gateway", "gateway_address", required=True, help="Gateway host:port as the pods reach it."),
     click.option("--token-secret", required=True, help="Secret with key `token`: the team's API token."),
     click.option("--gpus", type=click.IntRange(0, 8), default=0, show_default=True, help="nvidia.com/gpu per pod."),
@@ -100,7 +100,7 @@ def detect_command(frames, **options):
 
     \b
     Examples:
-      dfp batch detect --label campaign=dfdc --parallelism 8 --image registry.example/dfp:0.1.0 \\
+      dfp batch detect --label campaign=dfdc --parallelism 8 --image registry.example/dfp-tools:0.1.0 \\
           --gateway dfp-gateway.dfp:50051 --token-secret dfp-team-token -n dfp
       dfp batch detect --items names.txt ... --print | kubectl apply -f -
     """
@@ -121,7 +121,7 @@ def enhance_command(model, scale, **options):
 
     \b
     Example:
-      dfp batch enhance --label campaign=fakes --model face --scale 2 --image registry.example/dfp:0.1.0 \\
+      dfp batch enhance --label campaign=fakes --model face --scale 2 --image registry.example/dfp-tools:0.1.0 \\
           --gateway dfp-gateway.dfp:50051 --token-secret dfp-team-token -n dfp
     """
     _submit({"task": "enhance", "model": model, "scale": scale}, **options)

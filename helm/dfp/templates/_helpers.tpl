@@ -33,8 +33,9 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 app.kubernetes.io/part-of: dfp
 {{- end }}
 
+{{/* One image per service, built from docker/{name}.Dockerfile: {repository}-{name}:{tag}. */}}
 {{- define "dfp.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s-%s:%s" .ctx.Values.image.repository .name (default .ctx.Chart.AppVersion .ctx.Values.image.tag) }}
 {{- end }}
 
 {{- define "dfp.serviceAccountName" -}}

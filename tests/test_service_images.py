@@ -1,0 +1,91 @@
+"""Each service's image installs what its code imports: the service's extra in pyproject.toml, with
+everything those packages require, and the few packages its Dockerfile adds without dependencies."""
+
+import importlib.metadata
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+# What each image runs, and what its Dockerfile installs apart (grpcio-tools to compile the stubs;
+# the others without their declared dependencies).
+SERVICES = {
+    "gateway": (["gateway.server"], {"facenet-pytorch", "grpcio-tools"}),
+    "creator": (["services.creator.serving.__main__"], {"facenet-pytorch", "grpcio-tools"}),
+    "enhancer": (["services.enhancer.server.__main__", "services.enhancer.training.face_restore_train"],
+                 {"facenet-pytorch", "grpcio-tools", "basicsr", "setuptools"}),
+    "tools": (["dfp.faces", "dfp.cli.main", "services.detector.export", "services.detector.model_server.__main__",
+               "services.detector.training.train", "dfp.registry", "dfp.batch", "kubernetes"],
+              {"facenet-pytorch", "grpcio-tools"}),
+}
+# Imported only when present (inside try/except ImportError), so an image may lack them.
+OPTIONAL = {
+    "opt-einsum": "torch.backends.opt_einsum", "optree": "torch.utils._cxx_pytree",
+    "matplotlib": "keras's image gallery", "contourpy": "matplotlib", "cycler": "matplotlib",
+    "fonttools": "matplotlib", "kiwisolver": "matplotlib", "pyparsing": "matplotlib", "python-dateutil": "matplotlib",
+    "psutil": "keras.src.saving.saving_lib",
+    "kubernetes-validate": "kubernetes.dynamic.client", "jsonschema": "kubernetes-validate",
+    "jsonschema-specifications": "kubernetes-validate", "referencing": "kubernetes-validate",
+    "rpds-py": "kubernetes-validate", "importlib-resources": "kubernetes-validate",
+}
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """Every distribution these requirements install, transitively."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    found: set[str] = set()
+    pending = [(Requirement(r), "") for r in requirements]
+    while pending:
+        requirement, from_extra = pending.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": from_extra}):
+            continue
+        name = canonicalize_name(requirement.name)
+        extras = sorted(requirement.extras)
+        key = f"{name}[{','.join(extras)}]"
+        if key in found:
+            continue
+        found.add(key)
+        found.add(name)
+        if name == "dfp":
+            for extra in extras:
+                pending += [(Requirement(r), "") for r in project["optional-dependencies"][extra]]
+            continue
+        for text in importlib.metadata.requires(requirement.name) or []:
+            for extra in ["", *extras]:
+                pending.append((Requirement(text), extra))
+    return {item for item in found if "[" not in item}
+
+
+def _imported_distributions(modules: list[str]) -> set[str]:
+    code = ("import importlib, json, sys\n"
+            f"for name in {modules!r}: importlib.import_module(name)\n"
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    output = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    top_level = json.loads(output.strip().splitlines()[-1])
+    owners = importlib.metadata.packages_distributions()
+    return {canonicalize_name(dist) for name in top_level for dist in owners.get(name, [])}
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_each_service_image_installs_what_its_code_imports(service):
+    modules, installed_apart = SERVICES[service]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    available = _closure([*project["dependencies"], f"dfp[{service}]"]) | {canonicalize_name(n) for n in installed_apart}
+    missing = _imported_distributions(modules) - available - set(OPTIONAL) - {"dfp"}
+    assert not missing, f"the {service} image would lack {sorted(missing)}"
+    dockerfile = (REPO / "docker" / f"{service}.Dockerfile").read_text()
+    assert re.search(rf"pip install -c constraints.txt '\.\[{service}\]'", dockerfile)
+    for name in installed_apart:
+        assert name in dockerfile, f"docker/{service}.Dockerfile does not install {name}"
+
+
+def test_the_creator_and_enhancer_images_carry_no_tensorflow():
+    for service in ("creator", "enhancer"):
+        assert "tensorflow" not in _closure([f"dfp[{service}]"])

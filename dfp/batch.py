@@ -1,10 +1,12 @@
-"""Batch work as Kubernetes Jobs, in a form Kubernetes 1.20 accepts (no Indexed Jobs): detection,
-or enhancement (super-resolution, face restoration) of many stored media.
+"""Batch work as Kubernetes Jobs, in a form Kubernetes 1.20 accepts (no Indexed Jobs): detection or
+enhancement (super-resolution, face restoration) of many stored media, or animation of many
+(portrait, driving video) pairs.
 
 A batch of N shards is a ConfigMap holding each shard's item list (and the task) and N Jobs (one pod
 each), all labelled ``dfp.io/batch={id}``. A pod runs ``dfp batch work`` over its shard: it asks the
 gateway, with its team's token (from a Secret, never object store credentials), to process each
-item, and prints one JSON line per item. Items are stored media names; each job at the gateway is
+item, and prints one JSON line per item. Items are stored media names (for animation, a source and a
+driving name separated by a space); each job at the gateway is
 created with a request id made from the batch and the item, so a retried pod (or ``dfp batch
 collect`` afterwards) gets the same operation instead of doing the work twice. Images are scored
 synchronously.
@@ -22,7 +24,8 @@ from typing import Iterator
 LABEL = "dfp.io/batch"
 ITEMS_DIR = "/etc/dfp-batch"
 TASK_KEY = "task.json"
-DETECT, ENHANCE = "detect", "enhance"
+DETECT, ENHANCE, ANIMATE = "detect", "enhance", "animate"
+TASKS = (DETECT, ENHANCE, ANIMATE)
 
 
 class BatchError(ValueError):
@@ -45,11 +48,15 @@ class BatchSpec:
     # Enhancement: the model and the output scale.
     model: str = "esrgan-x4"
     scale: int = 4
+    # Animation: how driving keypoints move the source (relative or absolute).
+    mode: str = "relative"
 
     def work_arguments(self) -> list[str]:
         """What `dfp batch work` needs besides the batch and the items: the task and its options."""
         if self.task == ENHANCE:
             return ["--task", ENHANCE, "--model", self.model, "--scale", str(self.scale)]
+        if self.task == ANIMATE:
+            return ["--task", ANIMATE, "--mode", self.mode]
         return ["--task", DETECT, "--frames", str(self.frames)]
 
 
@@ -67,11 +74,14 @@ def render(spec: BatchSpec, batch_id: str) -> list[dict]:
     """The ConfigMap and the Jobs of a batch, as manifests."""
     if not spec.items:
         raise BatchError("the batch has no items")
-    if spec.task not in (DETECT, ENHANCE):
-        raise BatchError(f"unknown task {spec.task!r}: use {DETECT} or {ENHANCE}")
-    bad = [item for item in spec.items if not item.startswith("media/")]
+    if spec.task not in TASKS:
+        raise BatchError(f"unknown task {spec.task!r}: use one of {', '.join(TASKS)}")
+    names_per_item = 2 if spec.task == ANIMATE else 1
+    bad = [item for item in spec.items
+           if len(item.split()) != names_per_item or not all(name.startswith("media/") for name in item.split())]
     if bad:
-        raise BatchError(f"items must be stored media names (media/...), got {bad[:3]}")
+        wanted = "a source and a driving media name (media/... media/...)" if spec.task == ANIMATE else "stored media names (media/...)"
+        raise BatchError(f"items must be {wanted}, got {bad[:3]}")
     parts = shards(spec.items, spec.parallelism)
     name = f"dfp-batch-{batch_id}"
     labels = {LABEL: batch_id, "app.kubernetes.io/name": "dfp", "app.kubernetes.io/component": "batch"}
@@ -224,6 +234,26 @@ def enhance_items(client, batch_id: str, items: list[str], model: str, scale: in
             result = operation_result(client.wait_operation(operation.name, timeout_s=3600),
                                       enhancement_pb2.EnhanceResponse)
             row.update(result_media=result.result_media, width=result.width, height=result.height, frames=result.frames)
+        except (ApiError, OperationFailed) as exc:
+            row["error"] = f"{exc.code.name}: {exc.message}"
+        yield row
+
+
+def animate_items(client, batch_id: str, items: list[str], mode: str) -> Iterator[dict]:
+    """Each (source, driving) pair's animation through the gateway, as one row (item, result media...)."""
+    from dfp.client import ApiError, OperationFailed, operation_result
+    from dfp.v1 import creation_pb2
+
+    for item in items:
+        source, driving = item.split()
+        row = {"item": item, "source": source, "driving": driving, "mode": mode, "result_media": "", "frames": 0,
+               "operation": "", "error": ""}
+        try:
+            operation = client.animate_image(source, driving, mode=mode, request_id=request_id(batch_id, item))
+            row["operation"] = operation.name
+            result = operation_result(client.wait_operation(operation.name, timeout_s=3600),
+                                      creation_pb2.AnimateImageResponse)
+            row.update(result_media=result.result_media, frames=result.frames)
         except (ApiError, OperationFailed) as exc:
             row["error"] = f"{exc.code.name}: {exc.message}"
         yield row

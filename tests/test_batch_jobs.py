@@ -152,6 +152,22 @@ def test_a_batch_runs_as_jobs_on_the_gpu_node_retries_a_failed_pod_and_its_resul
         time.sleep(0.3)
 
 
+def play_only_shard(api, batch_id, tmp_path, env) -> tuple[list[str], dict]:
+    """Runs the single shard's pod command as the Job has it, the item list where the ConfigMap volume
+    would put it; returns the command and its rows by item."""
+    from kubernetes import client
+
+    job = client.BatchV1Api(api).read_namespaced_job(f"dfp-batch-{batch_id}-0", NAMESPACE)
+    command = job.spec.template.spec.containers[0].command
+    listing = client.CoreV1Api(api).read_namespaced_config_map(f"dfp-batch-{batch_id}", NAMESPACE).data["shard-0"]
+    (tmp_path / "shard-0").write_text(listing)
+    items_at = command.index("--items") + 1
+    arguments = [*command[1:items_at], str(tmp_path / "shard-0"), *command[items_at + 1:]]
+    result = CliRunner().invoke(cli, arguments, env=env)
+    assert result.exit_code == 0, result.output  # a missing item is final, not a reason to retry the pod
+    return command, {row["item"]: row for row in map(json.loads, result.output.splitlines())}
+
+
 def test_a_batch_enhancement_runs_each_pods_own_command_and_collects_the_results(api, kube, stack, shared, tmp_path):
     from kubernetes import client
     from PIL import Image
@@ -167,20 +183,11 @@ def test_a_batch_enhancement_runs_each_pods_own_command_and_collects_the_results
     batch_id = json.loads(dfp("batch", "enhance", "--items", str(tmp_path / "items.txt"), "--parallelism", "1",
                               "--model", "srvgg-x4", "--scale", "2", "--image", "dfp:test", "--gateway",
                               stack.gateway_target, "--token-secret", "team-token", "--json", env=kube_env))["batch"]
-    job = client.BatchV1Api(api).read_namespaced_job(f"dfp-batch-{batch_id}-0", NAMESPACE)
-    command = job.spec.template.spec.containers[0].command
+    command, worker = play_only_shard(api, batch_id, tmp_path, env)
     assert command[:3] == ["dfp", "batch", "work"] and command[-6:] == ["--task", "enhance", "--model", "srvgg-x4",
                                                                          "--scale", "2"]
+    job = client.BatchV1Api(api).read_namespaced_job(f"dfp-batch-{batch_id}-0", NAMESPACE)
     assert "nvidia.com/gpu" not in str(job.spec.template.spec.containers[0].resources)
-
-    # Play the pod: its own command, with the item list where the ConfigMap volume would put it.
-    listing = client.CoreV1Api(api).read_namespaced_config_map(f"dfp-batch-{batch_id}", NAMESPACE).data["shard-0"]
-    (tmp_path / "shard-0").write_text(listing)
-    items_at = command.index("--items") + 1
-    arguments = [*command[1:items_at], str(tmp_path / "shard-0"), *command[items_at + 1:]]
-    result = CliRunner().invoke(cli, arguments, env=env)
-    assert result.exit_code == 0, result.output  # a missing item is final, not a reason to retry the pod
-    worker = {row["item"]: row for row in map(json.loads, result.output.splitlines())}
     assert (worker[items[0]]["width"], worker[items[0]]["height"]) == (96, 112)
     assert worker[items[1]]["error"].startswith("NOT_FOUND")
 
@@ -188,6 +195,35 @@ def test_a_batch_enhancement_runs_each_pods_own_command_and_collects_the_results
     report = (tmp_path / "report.csv").read_text().splitlines()
     assert report[0].startswith("item,model,scale,result_media")
     assert worker[items[0]]["result_media"] in report[1] and worker[items[0]]["operation"] in report[1]
+
+
+def test_a_batch_animation_turns_each_pair_into_a_video_and_collects_the_same_operations(
+        api, kube, stack, shared, tmp_path):
+    from PIL import Image
+
+    from dfp.client import Client
+    from tests.helpers import short_clip_with_audio
+
+    Image.open(shared / "video" / "source" / "s3.jpg").convert("RGB").resize((96, 112)).save(tmp_path / "portrait.png")
+    short_clip_with_audio(shared / "video" / "driving" / "d12.mp4", tmp_path / "drive.mp4", frames=4, size=64)
+    with Client(stack.gateway_target, token=stack.token) as gateway:
+        pair = f"{gateway.upload(tmp_path / 'portrait.png').name} {gateway.upload(tmp_path / 'drive.mp4').name}"
+    (tmp_path / "pairs.txt").write_text(pair + "\n")
+    kube_env = {"KUBECONFIG": str(kube.kubeconfig)}
+    env = {**kube_env, "DFP_GATEWAY": stack.gateway_target, "DFP_TOKEN": stack.token}
+    refused = CliRunner().invoke(cli, ["batch", "animate", "--label", "a=b", "--image", "dfp:test", "--gateway", "g:1",
+                                       "--token-secret", "t"], env=kube_env)
+    assert refused.exit_code == 2 and "pairs" in refused.output
+    batch_id = json.loads(dfp("batch", "animate", "--items", str(tmp_path / "pairs.txt"), "--mode", "absolute",
+                              "--image", "dfp:test", "--gateway", stack.gateway_target, "--token-secret", "team-token",
+                              "--json", env=kube_env))["batch"]
+    command, worker = play_only_shard(api, batch_id, tmp_path, env)
+    assert command[-4:] == ["--task", "animate", "--mode", "absolute"]
+    assert worker[pair]["frames"] == 4 and worker[pair]["result_media"].startswith("media/")
+
+    dfp("batch", "collect", batch_id, "--out", str(tmp_path / "report.json"), env=env)
+    collected = json.loads((tmp_path / "report.json").read_text().splitlines()[0])
+    assert collected["operation"] == worker[pair]["operation"]  # fetched again, not redone
 
 
 def test_a_pod_asking_for_more_gpus_than_any_node_has_stays_unscheduled(api, kube, tmp_path):

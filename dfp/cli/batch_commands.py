@@ -36,7 +36,8 @@ def with_kube(command):
 
 @click.group()
 def batch() -> None:
-    """Run detection or enhancement over many stored media as Kubernetes Jobs (Kubernetes 1.20 and later)."""
+    """Run detection, enhancement or animation over many stored media as Kubernetes Jobs (Kubernetes
+    1.20 and later)."""
 
 
 submit_options = [
@@ -68,6 +69,8 @@ def _submit(task_options: dict, items_file, label, parallelism, image, gateway_a
 
     if bool(items_file) == bool(label):
         raise click.UsageError("give exactly one of --items or --label")
+    if label and task_options["task"] == "animate":
+        raise click.UsageError("animation takes pairs: give --items with one `SOURCE DRIVING` pair of media names a line")
     if items_file:
         items = [line.strip() for line in items_file if line.strip()]
     else:
@@ -125,6 +128,23 @@ def enhance_command(model, scale, **options):
           --gateway dfp-gateway.dfp:50051 --token-secret dfp-team-token -n dfp
     """
     _submit({"task": "enhance", "model": model, "scale": scale}, **options)
+
+
+@batch.command("animate")
+@with_submit_options
+@click.option("--mode", type=click.Choice(["relative", "absolute"]), default="relative", show_default=True)
+@with_kube
+@click.option("--json", "as_json", is_flag=True)
+def animate_command(mode, **options):
+    """Submit a batch animation: --items lists `SOURCE DRIVING` media name pairs, one a line (a
+    portrait image and a driving video); each pair becomes a new stored video. Prints the batch id.
+
+    \b
+    Example:
+      dfp batch animate --items pairs.txt --image registry.example/dfp-tools:0.1.0 \\
+          --gateway dfp-gateway.dfp:50051 --token-secret dfp-team-token -n dfp
+    """
+    _submit({"task": "animate", "mode": mode}, **options)
 
 
 @batch.command("status")
@@ -188,10 +208,11 @@ def collect_command(batch_id, out, kubeconfig, namespace):
 
 
 work_options = [
-    click.option("--task", type=click.Choice(["detect", "enhance"]), default="detect"),
+    click.option("--task", type=click.Choice(["detect", "enhance", "animate"]), default="detect"),
     click.option("--frames", type=click.IntRange(1, 10000), default=16),
     click.option("--model", default="esrgan-x4"),
     click.option("--scale", type=click.IntRange(2, 4), default=4),
+    click.option("--mode", type=click.Choice(["relative", "absolute"]), default="relative"),
 ]
 
 
@@ -215,6 +236,8 @@ def _rows(batch_id: str, items: list[str], arguments: list[str]):
     with Client() as client:
         if task["task"] == "enhance":
             yield from batch_lib.enhance_items(client, batch_id, items, task["model"], task["scale"])
+        elif task["task"] == "animate":
+            yield from batch_lib.animate_items(client, batch_id, items, task["mode"])
         else:
             yield from batch_lib.detect_items(client, batch_id, items, task["frames"])
 
@@ -225,7 +248,7 @@ def _rows(batch_id: str, items: list[str], arguments: list[str]):
 @click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
 def work_command(batch_id, items_file, arguments):
     """A batch pod's work: each item of its shard through the gateway (DFP_GATEWAY, DFP_TOKEN); the
-    task arguments (--task, --frames, --model, --scale) follow."""
+    task arguments (--task, --frames, --model, --scale, --mode) follow."""
     items = [line.strip() for line in items_file if line.strip()]
     transient = 0
     for row in _rows(batch_id, items, list(arguments)):

@@ -21,27 +21,11 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from dfp import faces  # noqa: E402,F401  (torch stack first: see dfp.faces)
-import numpy as np  # noqa: E402
-
 from dfp.provenance import code_version  # noqa: E402
-from services.enhancer import evaluation, face_restorers, tiling  # noqa: E402
-from services.enhancer.pipelines.enhance_media import to_uint8  # noqa: E402
-from services.enhancer.training.face_restore_train import BEST, HISTORY, SETTINGS, restore  # noqa: E402
-from services.enhancer.upscaler import load_upscaler  # noqa: E402
+from services.enhancer import evaluation, face_restorers  # noqa: E402
+from services.enhancer.training.face_restore_train import BEST, HISTORY, SETTINGS  # noqa: E402
 
 OUT = REPO / "models" / "enhancer" / "face-restore"
-
-
-def methods(weights: pathlib.Path) -> dict:
-    restorer = face_restorers.load_unet(weights)
-    bicubic = evaluation.bicubic_upscale(4)
-    found = {"bicubic": bicubic}
-    for name in ("srvgg-x4", "esrgan-x4"):
-        upscaler = load_upscaler(name, "cpu")
-        found[name] = lambda low, u=upscaler: to_uint8(tiling.upscale(u.model, low.astype(np.float32) / 255.0, 4, 4,
-                                                                      tiling.TileOptions(tile=0)))
-    found["face-restore (this model)"] = lambda low: restore(restorer.model, bicubic(low)[None])[0]
-    return found
 
 
 def render(card: dict) -> str:
@@ -118,7 +102,8 @@ def main() -> None:
         stages.insert(0, json.loads((pathlib.Path(stages[0]["init"]).parent / SETTINGS).read_text()))
     history = [json.loads(line) for line in (args.run / HISTORY).read_text().splitlines()]
     references = evaluation.reference_images(args.data, "val", args.images, label="real")
-    report = evaluation.evaluate(references, methods(weights), 4, OUT / "evaluation_sheet.jpg", sheet_rows=4)
+    methods = evaluation.methods_by_name(["bicubic", "srvgg-x4", "esrgan-x4", "face"], "cpu", face_weights=weights)
+    report = evaluation.evaluate(references, methods, 4, OUT / "evaluation_sheet.jpg", sheet_rows=4)
     restorer = face_restorers.load_unet(weights)
     card = {
         "name": "face-restore", "architecture": "FaceRestoreUNet",

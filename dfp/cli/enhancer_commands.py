@@ -102,30 +102,9 @@ def evaluate(data, split, limit, models, sheet, device, as_json):
 
     LPIPS is not computed: its network weights are not available offline here.
     """
-    import numpy as np
+    from services.enhancer import evaluation
 
-    from services.enhancer import evaluation, face_restorers, tiling
-    from services.enhancer.pipelines.enhance_media import to_uint8
-    from services.enhancer.training.face_restore_train import restore
-    from services.enhancer.upscaler import load_upscaler
-
-    methods = {}
-    for name in [m.strip() for m in models.split(",") if m.strip()]:
-        if name == "bicubic":
-            methods[name] = evaluation.bicubic_upscale(4)
-            continue
-        if name == "face":
-            restorer, bicubic = face_restorers.load_unet(device=device or "cpu"), evaluation.bicubic_upscale(4)
-            methods[restorer.name] = lambda low, restorer=restorer, bicubic=bicubic: restore(restorer.model, bicubic(low)[None])[0]
-            continue
-        upscaler = load_upscaler(name, device)
-
-        def method(low, upscaler=upscaler):
-            result = tiling.upscale(upscaler.model, low.astype(np.float32) / 255.0, upscaler.model_scale, 4,
-                                    tiling.TileOptions(tile=0))
-            return to_uint8(result)
-
-        methods[upscaler.name] = method
+    methods = evaluation.methods_by_name([m.strip() for m in models.split(",") if m.strip()], device)
     report = evaluation.evaluate(evaluation.reference_images(data, split, limit), methods, 4, sheet)
     lines = [f"{report['images']} images, {report['degradation']}, PSNR/SSIM on Y, crop border 4"]
     lines += [f"  {name:<30} PSNR {m['psnr']:7.3f} dB  SSIM {m['ssim']:.4f}  NIQE {m['niqe'] if m['niqe'] is not None else '-'}"

@@ -50,6 +50,35 @@ def bicubic_upscale(factor: int = 4) -> Method:
     return upscale
 
 
+def methods_by_name(names: list[str], device: str | None = None,
+                    face_weights: pathlib.Path | None = None) -> dict[str, Method]:
+    """x4 methods by name: `bicubic`; `face` (bicubic, then the face restoration network); a built
+    super-resolution model (`esrgan-x4`, `srvgg-x4`) or a super-resolution `.pth` path. Keys are the
+    names the report shows."""
+    from services.enhancer import face_restorers, tiling
+    from services.enhancer.training.face_restore_train import restore
+    from services.enhancer.upscaler import load_upscaler
+
+    bicubic = bicubic_upscale(4)
+    methods: dict[str, Method] = {}
+    for name in names:
+        if name == "bicubic":
+            methods[name] = bicubic
+        elif name == "face":
+            restorer = face_restorers.load_unet(face_weights, device=device or "cpu")
+            methods[restorer.name] = lambda low, model=restorer.model: restore(model, bicubic(low)[None])[0]
+        else:
+            upscaler = load_upscaler(name, device)
+
+            def upscale(low: np.ndarray, upscaler=upscaler) -> np.ndarray:
+                result = tiling.upscale(upscaler.model, low.astype(np.float32) / 255.0, upscaler.model_scale, 4,
+                                        tiling.TileOptions(tile=0))
+                return (np.clip(result, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+
+            methods[upscaler.name] = upscale
+    return methods
+
+
 def evaluate(references: list[np.ndarray], methods: dict[str, Method], factor: int = 4,
              sheet_path: pathlib.Path | None = None, sheet_rows: int = 6) -> dict:
     scores: dict[str, dict[str, list[float]]] = {name: {"psnr": [], "ssim": [], "niqe": []} for name in methods}

@@ -4,7 +4,6 @@ everything those packages require, and the few packages its Dockerfile adds with
 import importlib.metadata
 import json
 import pathlib
-import re
 import subprocess
 import sys
 import tomllib
@@ -14,16 +13,16 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-# What each image runs, and what its Dockerfile installs apart (grpcio-tools to compile the stubs;
-# the others without their declared dependencies).
+# What each image runs; what its Dockerfile installs beside the extra, with their dependencies
+# (grpcio-tools compiles the stubs); and what it installs without their declared dependencies.
 SERVICES = {
-    "gateway": (["gateway.server"], {"facenet-pytorch", "grpcio-tools"}),
-    "creator": (["services.creator.serving.__main__"], {"facenet-pytorch", "grpcio-tools"}),
+    "gateway": (["gateway.server"], ["grpcio-tools"], {"facenet-pytorch"}),
+    "creator": (["services.creator.serving.__main__"], ["grpcio-tools"], {"facenet-pytorch"}),
     "enhancer": (["services.enhancer.server.__main__", "services.enhancer.training.face_restore_train"],
-                 {"facenet-pytorch", "grpcio-tools", "basicsr", "setuptools"}),
+                 ["grpcio-tools", "setuptools"], {"facenet-pytorch", "basicsr"}),
     "tools": (["dfp.faces", "dfp.cli.main", "services.detector.export", "services.detector.model_server.__main__",
                "services.detector.training.train", "dfp.registry", "dfp.batch", "kubernetes"],
-              {"facenet-pytorch", "grpcio-tools"}),
+              ["grpcio-tools"], {"facenet-pytorch"}),
 }
 # Imported only when present (inside try/except ImportError), so an image may lack them.
 OPTIONAL = {
@@ -75,13 +74,15 @@ def _imported_distributions(modules: list[str]) -> set[str]:
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_each_service_image_installs_what_its_code_imports(service):
-    modules, installed_apart = SERVICES[service]
+    modules, installed_beside, installed_apart = SERVICES[service]
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    available = _closure([*project["dependencies"], f"dfp[{service}]"]) | {canonicalize_name(n) for n in installed_apart}
+    available = (_closure([*project["dependencies"], f"dfp[{service}]", *installed_beside])
+                 | {canonicalize_name(n) for n in installed_apart})
     missing = _imported_distributions(modules) - available - set(OPTIONAL) - {"dfp"}
     assert not missing, f"the {service} image would lack {sorted(missing)}"
     dockerfile = (REPO / "docker" / f"{service}.Dockerfile").read_text()
-    assert re.search(rf"pip install -c constraints.txt '\.\[{service}\]'", dockerfile)
+    pip_line = next(line for line in dockerfile.splitlines() if "pip install -c constraints.txt" in line)
+    assert f"'.[{service}]'" in pip_line and all(name in pip_line for name in installed_beside), pip_line
     for name in installed_apart:
         assert name in dockerfile, f"docker/{service}.Dockerfile does not install {name}"
 

@@ -63,13 +63,17 @@ def _closure(requirements: list[str]) -> set[str]:
 
 
 def _imported_distributions(modules: list[str]) -> set[str]:
-    code = ("import importlib, json, sys\n"
-            f"for name in {modules!r}: importlib.import_module(name)\n"
-            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    """The distributions whose modules a fresh interpreter loads when it imports `modules`; those
+    vendored inside another package (setuptools/_vendor) come with that package and are left out."""
+    code = (
+        "import importlib, importlib.metadata as md, json, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "owners = md.packages_distributions()\n"
+        "found = {dist for module in list(sys.modules) for dist in owners.get(module.split('.')[0], [])}\n"
+        "print(json.dumps(sorted(d for d in found if '_vendor' not in str(md.distribution(d).locate_file('')))))"
+    )
     output = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    top_level = json.loads(output.strip().splitlines()[-1])
-    owners = importlib.metadata.packages_distributions()
-    return {canonicalize_name(dist) for name in top_level for dist in owners.get(name, [])}
+    return {canonicalize_name(dist) for dist in json.loads(output.strip().splitlines()[-1])}
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))

@@ -1,6 +1,6 @@
 """Batch work as Kubernetes Jobs, in a form Kubernetes 1.20 accepts (no Indexed Jobs): detection or
-enhancement (super-resolution, face restoration) of many stored media, or animation of many
-(portrait, driving video) pairs.
+enhancement (super-resolution, face restoration) of many stored media, animation of many
+(portrait, driving video) pairs, or a red-team run (`dfp redteam run` in one pod).
 
 A batch of N shards is a ConfigMap holding each shard's item list (and the task) and N Jobs (one pod
 each), all labelled ``dfp.io/batch={id}``. A pod runs ``dfp batch work`` over its shard: it asks the
@@ -24,8 +24,10 @@ from typing import Iterator
 LABEL = "dfp.io/batch"
 ITEMS_DIR = "/etc/dfp-batch"
 TASK_KEY = "task.json"
-DETECT, ENHANCE, ANIMATE = "detect", "enhance", "animate"
-TASKS = (DETECT, ENHANCE, ANIMATE)
+DETECT, ENHANCE, ANIMATE, REDTEAM = "detect", "enhance", "animate", "redteam"
+TASKS = (DETECT, ENHANCE, ANIMATE)  # the tasks over item lists; a red-team run has its own form
+REDTEAM_CONFIG_KEY = "redteam.yaml"
+SCRATCH_DIR = "/work"
 
 
 class BatchError(ValueError):
@@ -89,36 +91,93 @@ def render(spec: BatchSpec, batch_id: str) -> list[dict]:
                   "metadata": {"name": name, "namespace": spec.namespace, "labels": labels},
                   "data": {**{f"shard-{k}": "\n".join(part) + "\n" for k, part in enumerate(parts)},
                            TASK_KEY: json.dumps({"task": spec.task, "arguments": spec.work_arguments()})}}
-    resources = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
+    jobs = [_job(spec, batch_id, k, ["dfp", "batch", "work", "--batch", batch_id, "--items", f"{ITEMS_DIR}/shard-{k}",
+                                     *spec.work_arguments()])
+            for k in range(len(parts))]
+    return [config_map, *jobs]
+
+
+def _job(spec: BatchSpec, batch_id: str, shard: int, command: list[str], memory: str = "1Gi",
+         scratch: str | None = None) -> dict:
+    """One shard's Job: one pod running `command` with the batch's ConfigMap at ITEMS_DIR (and an
+    empty scratch folder at `scratch` when given), the team token from its Secret."""
+    name = f"dfp-batch-{batch_id}"
+    labels = {LABEL: batch_id, "app.kubernetes.io/name": "dfp", "app.kubernetes.io/component": "batch",
+              "dfp.io/shard": str(shard)}
+    resources = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": memory}}
     if spec.gpus:
         resources["limits"]["nvidia.com/gpu"] = str(spec.gpus)
-    jobs = []
-    for k in range(len(parts)):
-        container = {
-            "name": "worker",
-            "image": spec.image,
-            "command": ["dfp", "batch", "work", "--batch", batch_id, "--items", f"{ITEMS_DIR}/shard-{k}",
-                        *spec.work_arguments()],
-            "env": [{"name": "DFP_GATEWAY", "value": spec.gateway},
-                    {"name": "DFP_TOKEN", "valueFrom": {"secretKeyRef": {"name": spec.token_secret, "key": "token"}}}],
-            "resources": resources,
-            "volumeMounts": [{"name": "items", "mountPath": ITEMS_DIR, "readOnly": True}],
-            "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 10001,
-                                "capabilities": {"drop": ["ALL"]}},
-        }
-        pod_spec = {"restartPolicy": "Never", "containers": [container], "automountServiceAccountToken": False,
-                    "volumes": [{"name": "items", "configMap": {"name": name}}]}
-        if spec.node_selector:
-            pod_spec["nodeSelector"] = dict(spec.node_selector)
-        if spec.gpus:
-            pod_spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-        jobs.append({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": f"{name}-{k}", "namespace": spec.namespace, "labels": {**labels, "dfp.io/shard": str(k)}},
-            "spec": {"backoffLimit": spec.backoff_limit, "completions": 1, "parallelism": 1,
-                     "template": {"metadata": {"labels": {**labels, "dfp.io/shard": str(k)}}, "spec": pod_spec}},
-        })
-    return [config_map, *jobs]
+    mounts = [{"name": "items", "mountPath": ITEMS_DIR, "readOnly": True}]
+    volumes = [{"name": "items", "configMap": {"name": name}}]
+    if scratch:
+        mounts.append({"name": "scratch", "mountPath": scratch})
+        volumes.append({"name": "scratch", "emptyDir": {}})
+    container = {
+        "name": "worker",
+        "image": spec.image,
+        "command": command,
+        "env": [{"name": "DFP_GATEWAY", "value": spec.gateway},
+                {"name": "DFP_TOKEN", "valueFrom": {"secretKeyRef": {"name": spec.token_secret, "key": "token"}}}],
+        "resources": resources,
+        "volumeMounts": mounts,
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 10001,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+    pod_spec = {"restartPolicy": "Never", "containers": [container], "automountServiceAccountToken": False,
+                "volumes": volumes}
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.gpus:
+        pod_spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": f"{name}-{shard}", "namespace": spec.namespace, "labels": labels},
+        "spec": {"backoffLimit": spec.backoff_limit, "completions": 1, "parallelism": 1,
+                 "template": {"metadata": {"labels": labels}, "spec": pod_spec}},
+    }
+
+
+def render_redteam(spec: BatchSpec, batch_id: str, config_text: str) -> list[dict]:
+    """A red-team run as a batch: the configuration in the ConfigMap, one Job whose pod runs
+    `dfp redteam run` through the gateway. Every job it submits has a request id made from the run,
+    so a retried pod, or `dfp batch collect` afterwards, gets the same operations."""
+    from dfp.redteam import config as redteam_config
+
+    try:
+        run = redteam_config.parse(yaml_load(config_text))
+    except redteam_config.ConfigError as exc:
+        raise BatchError(f"red-team configuration: {exc}") from None
+    local = [p for p in (*run.sources, *run.real_clips) if not redteam_config.is_media_name(p)]
+    if local:
+        raise BatchError(f"a red-team run in a cluster reads stored media only: upload {local[0]} with `dfp upload` "
+                         "and name it as media/... in the configuration")
+    name = f"dfp-batch-{batch_id}"
+    labels = {LABEL: batch_id, "app.kubernetes.io/name": "dfp", "app.kubernetes.io/component": "batch"}
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": name, "namespace": spec.namespace, "labels": labels},
+                  "data": {REDTEAM_CONFIG_KEY: config_text,
+                           TASK_KEY: json.dumps({"task": REDTEAM, "arguments": []})}}
+    command = ["dfp", "redteam", "run", "--config", f"{ITEMS_DIR}/{REDTEAM_CONFIG_KEY}", "--out", f"{SCRATCH_DIR}/run",
+               "--quiet", "--json"]
+    return [config_map, _job(spec, batch_id, 0, command, memory="4Gi", scratch=SCRATCH_DIR)]
+
+
+def yaml_load(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BatchError(f"not valid YAML: {exc}") from None
+
+
+def redteam_config_of(api_client, namespace: str, batch_id: str) -> str:
+    from kubernetes import client
+
+    config_map = client.CoreV1Api(api_client).read_namespaced_config_map(f"dfp-batch-{batch_id}", namespace)
+    if REDTEAM_CONFIG_KEY not in config_map.data:
+        raise BatchError(f"batch {batch_id} is not a red-team run")
+    return config_map.data[REDTEAM_CONFIG_KEY]
 
 
 def submit(api_client, manifests: list[dict]) -> None:

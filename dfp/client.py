@@ -300,6 +300,7 @@ class Client:
         no_face_crop: bool = False,
         return_crop: bool = False,
         best_initial_frame: bool = False,
+        no_visible_mark: bool = False,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> operations_pb2.Operation:
@@ -310,7 +311,8 @@ class Client:
         request = creation_pb2.AnimateImageRequest(
             source_media=source_media, driving_media=driving_media, mode=modes[mode],
             model=common_pb2.ModelSpec(name=model), no_face_crop=no_face_crop, return_crop=return_crop,
-            best_initial_frame=best_initial_frame, request_id=request_id or str(uuid.uuid4()),
+            best_initial_frame=best_initial_frame, no_visible_mark=no_visible_mark,
+            request_id=request_id or str(uuid.uuid4()),
         )
         return _call(self._creation.AnimateImage, request, timeout=self._timeout(timeout_s))
 
@@ -323,6 +325,7 @@ class Client:
         to_identity: str = "b",
         no_color_transfer: bool = False,
         seamless_clone: bool = False,
+        no_visible_mark: bool = False,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> operations_pb2.Operation:
@@ -332,7 +335,7 @@ class Client:
             spec.version.value = version
         request = creation_pb2.SwapFaceRequest(
             target_media=target_media, model=spec, to_identity=to_identity, no_color_transfer=no_color_transfer,
-            seamless_clone=seamless_clone, request_id=request_id or str(uuid.uuid4()),
+            seamless_clone=seamless_clone, no_visible_mark=no_visible_mark, request_id=request_id or str(uuid.uuid4()),
         )
         return _call(self._creation.SwapFace, request, timeout=self._timeout(timeout_s))
 

@@ -141,6 +141,9 @@ class GatewaySettings:
     job_poll_s: float
     storage: StorageSettings
     limits: LimitSettings
+    # PEM files of the C2PA signing identity for generated media; empty: no Content Credentials.
+    c2pa_cert: str = ""
+    c2pa_key: str = ""
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
@@ -166,6 +169,8 @@ class GatewaySettings:
             job_poll_s=_env_float("DFP_JOB_POLL_S", 0.5),
             storage=StorageSettings.from_env(),
             limits=LimitSettings.from_env(),
+            c2pa_cert=_env("DFP_C2PA_CERT", ""),
+            c2pa_key=_env("DFP_C2PA_KEY", ""),
         )
 
 

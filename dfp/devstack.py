@@ -4,7 +4,8 @@ with the animation model and the registry's face swap models), the enhancer serv
 
 Used by `make demo`, the integration tests and the benchmarks, so all of them run the real servers the
 same way. Each process gets free ports on 127.0.0.1 and its logs in the stack's folder; `stop`
-ends them all (also when start fails half-way).
+ends them all (also when start fails half-way). The gateway signs generated media with a C2PA
+identity made for the stack (trust anchor in DFP_C2PA_TRUST_ANCHORS of `env()`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from dfp.content_credentials import create_identity
 from dfp.local_s3 import LocalS3, free_port
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -62,6 +64,8 @@ class LocalStack:
         self.enhancer_target = f"127.0.0.1:{free_port()}"
         self.metrics_ports = {"gateway": free_port(), "model_server": free_port(), "enhancer": free_port()}
         self.token = ""  # an API token of team "default", made at start
+        # A private C2PA signing identity, made at start: the gateway signs what it generates with it.
+        self.c2pa_dir = self.workdir / "c2pa"
         self._processes: dict[str, subprocess.Popen] = {}
 
     def env(self) -> dict[str, str]:
@@ -77,6 +81,9 @@ class LocalStack:
             "DFP_ENHANCER_LISTEN": self.enhancer_target,
             "DFP_ENHANCER_TARGET": self.enhancer_target,
             "DFP_TOKEN": self.token,
+            "DFP_C2PA_CERT": str(self.c2pa_dir / "signer-chain.pem"),
+            "DFP_C2PA_KEY": str(self.c2pa_dir / "signer-key.pem"),
+            "DFP_C2PA_TRUST_ANCHORS": str(self.c2pa_dir / "ca.pem"),
             **({"DFP_CREATOR_TARGET": self.creator_target} if self.creator_target else {}),
             "PYTHONPATH": str(REPO),
             **self.extra_env,
@@ -115,6 +122,7 @@ class LocalStack:
         try:
             self.s3.start()
             self.token = self.create_token("default", "local stack")
+            create_identity(self.c2pa_dir, "dfp local stack")
             self.start_model_server()
             if self.animation_model is not None:
                 self.start_creator()

@@ -3,7 +3,8 @@
 Every frame the platform synthesises is marked as synthetic, with three marks on by default: an
 invisible watermark in the pixels (``dfp.watermark``: a payload naming the operation or generator,
 robust to re-encoding and resizing), a visible corner label, and container metadata (``comment``
-and ``dfp_synthetic`` tags) naming the generator. ``verify`` reads the marks back.
+and ``dfp_synthetic`` tags) naming the generator. Where the gateway has a signing identity, stored
+results also carry a signed C2PA manifest (``dfp.content_credentials``). ``verify`` reads them all.
 """
 
 from __future__ import annotations
@@ -93,9 +94,12 @@ def verify(path: str | pathlib.Path, max_frames: int = 120, max_pixels: int = 10
         frames = len(correlations)
     else:
         raise media.InvalidMedia(f"{path} is neither an image nor a video this platform reads")
+    from dfp import content_credentials
+
     return {
         "path": str(path),
         "synthetic_tag": tags.get("dfp_synthetic") == "true",
+        "content_credentials": content_credentials.read(path),
         "tags": {k: v for k, v in tags.items() if k.startswith("dfp_") or k == "comment"},
         "watermark": {"marked": reading.marked, "payload": f"{reading.payload:08x}" if reading.marked else None,
                       "confidence": round(reading.confidence, 2), "frames_read": frames},

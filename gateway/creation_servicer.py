@@ -137,6 +137,7 @@ def animate_image_job(creator: CreatorClient, media: MediaStore, face_detector: 
         options = animate_media.AnimationOptions(
             mode=_mode(request), crop_faces=not request.no_face_crop, paste_back=not request.return_crop,
             best_initial_frame=request.best_initial_frame, batch_size=batch_size,
+            visible_mark=not request.no_visible_mark,
         )
         animator = TorchServeAnimator(creator, model, version, input_size)
         with tempfile.TemporaryDirectory(prefix="dfp-animate-") as workdir:
@@ -179,7 +180,8 @@ def swap_face_job(creator: CreatorClient, media: MediaStore, registry: ModelRegi
         swapper = TorchServeSwapper(creator, name, version, card["resolution"])
         options = swap_media.MergeOptions(to_identity=request.to_identity or "b", coverage=card["coverage"],
                                           color_transfer=not request.no_color_transfer,
-                                          seamless=request.seamless_clone, batch_size=batch_size)
+                                          seamless=request.seamless_clone, batch_size=batch_size,
+                                          visible_mark=not request.no_visible_mark)
         generator = f"faceswap:{name}:v{version}"
         with tempfile.TemporaryDirectory(prefix="dfp-swap-") as workdir:
             target_path = pathlib.Path(workdir) / "target"

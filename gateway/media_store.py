@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+from dfp import content_credentials
 from dfp import media as media_lib
 from dfp import storage
 from dfp.client import sha256_file
@@ -81,8 +82,10 @@ class MediaStore:
     """``stored_bytes_quota(team)``, when given, caps the bytes of media a team keeps."""
 
     def __init__(self, store: ObjectStore, limits: LimitSettings, spool_dir: str | None = None,
-                 stored_bytes_quota: Callable[[str], int] | None = None, usage_cache_s: float = 10.0):
+                 stored_bytes_quota: Callable[[str], int] | None = None, usage_cache_s: float = 10.0,
+                 credentials: content_credentials.SigningIdentity | None = None):
         self._store = store
+        self._credentials = credentials
         self._limits = limits
         self._spool_dir = spool_dir
         self._stored_bytes_quota = stored_bytes_quota
@@ -178,7 +181,15 @@ class MediaStore:
     def store_generated(self, team: str, path: pathlib.Path, display_name: str, labels: dict[str, str],
                         media_id: str) -> MediaRecord:
         """Stores a file the platform made (blob, then record) under a given id, so that a job that
-        runs again after a lost worker overwrites its own result instead of leaving a second one."""
+        runs again after a lost worker overwrites its own result instead of leaving a second one.
+        With a signing identity, the file first gets its C2PA manifest (generator and operation from
+        the labels)."""
+        path = pathlib.Path(path)
+        if self._credentials is not None and path.suffix.lower() in content_credentials.MIME_TYPES:
+            signed = path.with_name(f"{path.stem}.c2pa{path.suffix}")
+            content_credentials.embed(path, signed, self._credentials, labels.get("dfp_generator", "dfp"),
+                                      labels.get("dfp_operation", ""), title=display_name)
+            os.replace(signed, path)
         sha256 = sha256_file(path)
         size = os.path.getsize(path)
         info = self.probe(pathlib.Path(path))

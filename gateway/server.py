@@ -28,6 +28,7 @@ from gateway.enhancement_servicer import ENHANCE, EnhancementServicer, enhance_j
 from gateway.enhancer_client import EnhancerClient
 from gateway.jobs import JobRunner, JobStore
 from gateway.media_servicer import MediaServicer
+from dfp.content_credentials import SigningIdentity
 from gateway.media_store import MediaStore
 from gateway.operations_servicer import JobServicer, OperationsServicer
 from gateway.quotas import RateLimiter, RateLimitInterceptor, TeamQuotas
@@ -58,7 +59,8 @@ class Gateway:
         self.audit = AuditWriter(AuditLog(self.store))
         quota_of = TeamQuotas(QuotaStore(self.store), settings.auth_cache_s)
         self.media = MediaStore(self.store, settings.limits, stored_bytes_quota=lambda team: quota_of(team).stored_bytes,
-                                usage_cache_s=settings.auth_cache_s)
+                                usage_cache_s=settings.auth_cache_s,
+                                credentials=SigningIdentity.from_files(settings.c2pa_cert, settings.c2pa_key))
         self.jobs = JobStore(self.store, concurrent_jobs_quota=lambda team: quota_of(team).concurrent_jobs)
         self.detector = DetectorClient(settings.detector_target, settings.detector_timeout_s)
         self.creator = CreatorClient(settings.creator_target, settings.creator_timeout_s)

@@ -1,7 +1,10 @@
-"""Small media files made in the tests: real encoders, tiny sizes."""
+"""Small media files made in the tests (real encoders, tiny sizes), and a face swap model published
+to the test stack."""
 
 import io
+import re
 import struct
+import time
 import zlib
 
 import av
@@ -71,3 +74,24 @@ def mp4_without_frames(path) -> None:
         stream.pix_fmt = "yuv420p"
         container.start_encoding()
         container.mux(stream.encode())
+
+
+def wait_served(stack, name: str, version: int, timeout_s: float = 120.0) -> None:
+    """Until the creator's log says it serves that version (its registry sync polls every 0.5 s here)."""
+    line = f"face swap model {name} now serves version {version}"
+    deadline = time.monotonic() + timeout_s
+    while line not in stack.log_path("creator").read_text():
+        assert time.monotonic() < deadline, f"creator did not load {name} v{version}"
+        time.sleep(0.3)
+
+
+def register_swap_model(stack, run, name: str) -> int:
+    """Registers and publishes a `dfp swap train` run in the stack's registry; returns its version."""
+    from click.testing import CliRunner
+
+    from dfp.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["swap", "register", "--run", str(run), "--name", name, "--publish", "--json"],
+                                env=stack.s3.env())
+    assert result.exit_code == 0, result.output
+    return int(re.search(r'"version": (\d+)', result.output).group(1))

@@ -91,6 +91,74 @@ def test_rendered_batch_manifests_validate_against_the_kubernetes_schemas():
     assert container["env"][1]["valueFrom"]["secretKeyRef"] == {"name": "team-token", "key": "token"}
 
 
+REDTEAM_CONFIG = """
+name: cluster-run
+inputs: {max_side: 96, frames: 2}
+animation: {sources: [SOURCE], drivers: [DRIVING]}
+detectors: [{model: meso4, version: 1}]
+sampling: {frame_count: 2}
+bootstrap: 0
+"""
+
+
+def test_a_red_team_batch_is_one_job_reading_its_configuration_and_refuses_local_files():
+    spec = batch_lib.BatchSpec(items=[], parallelism=1, image="dfp:1", gateway="gw:50051", token_secret="team-token",
+                               task=batch_lib.REDTEAM)
+    config = REDTEAM_CONFIG.replace("SOURCE", "media/aaaa").replace("DRIVING", "media/bbbb")
+    manifests = batch_lib.render_redteam(spec, "abcd1234", config)
+    assert [m["kind"] for m in manifests] == ["ConfigMap", "Job"]
+    assert manifests[0]["data"]["redteam.yaml"] == config
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, "1.37.0", strict=True)
+    container = manifests[1]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:3] == ["dfp", "redteam", "run"]
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {batch_lib.ITEMS_DIR, batch_lib.SCRATCH_DIR}
+    with pytest.raises(batch_lib.BatchError, match="reads stored media only"):
+        batch_lib.render_redteam(spec, "abcd1234", REDTEAM_CONFIG.replace("SOURCE", "video/source/s0.jpg")
+                                 .replace("DRIVING", "media/bbbb"))
+    with pytest.raises(batch_lib.BatchError, match="red-team configuration: unknown keys"):
+        batch_lib.render_redteam(spec, "abcd1234", config + "surprise: 1\n")
+
+
+def test_a_red_team_batch_runs_its_pods_command_and_collect_fetches_the_same_operations(
+        api, kube, stack, shared, tmp_path):
+    import yaml
+    from kubernetes import client
+    from PIL import Image
+
+    from dfp.client import Client
+    from tests.helpers import short_clip_with_audio
+
+    Image.open(shared / "video" / "source" / "s3.jpg").convert("RGB").save(tmp_path / "portrait.png")
+    short_clip_with_audio(shared / "video" / "driving" / "d12.mp4", tmp_path / "drive.mp4", frames=3, size=96)
+    with Client(stack.gateway_target, token=stack.token) as gateway:
+        source, driving = (gateway.upload(tmp_path / name).name for name in ("portrait.png", "drive.mp4"))
+    (tmp_path / "config.yaml").write_text(REDTEAM_CONFIG.replace("SOURCE", source).replace("DRIVING", driving))
+    kube_env = {"KUBECONFIG": str(kube.kubeconfig)}
+    env = {**kube_env, "DFP_GATEWAY": stack.gateway_target, "DFP_TOKEN": stack.token}
+    batch_id = json.loads(dfp("batch", "redteam", "--config", str(tmp_path / "config.yaml"), "--image", "dfp:test",
+                              "--gateway", stack.gateway_target, "--token-secret", "team-token", "--json",
+                              env=kube_env))["batch"]
+    wait_pods(api, batch_id, 1)
+    # Play the pod: its own command, with the ConfigMap's file and the scratch folder mapped here.
+    job = client.BatchV1Api(api).read_namespaced_job(f"dfp-batch-{batch_id}-0", NAMESPACE)
+    command = job.spec.template.spec.containers[0].command
+    data = client.CoreV1Api(api).read_namespaced_config_map(f"dfp-batch-{batch_id}", NAMESPACE).data
+    (tmp_path / "redteam.yaml").write_text(data["redteam.yaml"])
+    arguments = [a.replace(f"{batch_lib.ITEMS_DIR}/redteam.yaml", str(tmp_path / "redteam.yaml"))
+                 .replace(batch_lib.SCRATCH_DIR, str(tmp_path / "pod")) for a in command[1:]]
+    pod_report = json.loads(dfp(*arguments, env=env))
+    assert pod_report["name"] == "cluster-run" and pod_report["failed_steps"] == {}
+
+    dfp("batch", "collect", batch_id, "--out", str(tmp_path / "collected"), env=env)
+    pod_state = json.loads((tmp_path / "pod" / "run" / "state.json").read_text())
+    collected_state = json.loads((tmp_path / "collected" / "state.json").read_text())
+    operations = {k: v["operation"] for k, v in pod_state["steps"].items()}
+    assert operations and {k: v["operation"] for k, v in collected_state["steps"].items()} == operations
+    assert yaml.safe_load((tmp_path / "collected" / "config.yaml").read_text())["name"] == "cluster-run"
+    assert (tmp_path / "collected" / "report.md").exists()
+
+
 def test_a_batch_runs_as_jobs_on_the_gpu_node_retries_a_failed_pod_and_its_results_are_collected(
         api, kube, stack, shared, tmp_path):
     from kubernetes import client

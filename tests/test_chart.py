@@ -145,6 +145,19 @@ def test_gateway_tls_comes_from_a_tls_secret_while_probes_stay_on_the_health_por
     assert gateway["livenessProbe"]["grpc"]["port"] == 8086
 
 
+def test_the_c2pa_signing_identity_comes_from_its_own_secret_beside_tls():
+    docs = render(None, "gateway.tls.secretName=dfp-gateway-tls", "gateway.contentCredentials.secretName=dfp-c2pa")
+    deployment = by_kind(docs, "Deployment")["release-dfp-gateway"]
+    gateway = container(deployment, "gateway")
+    env = {e["name"]: e.get("value") for e in gateway["env"]}
+    assert (env["DFP_C2PA_CERT"], env["DFP_C2PA_KEY"]) == ("/etc/dfp/c2pa/signer-chain.pem", "/etc/dfp/c2pa/signer-key.pem")
+    assert {m["name"]: m["mountPath"] for m in gateway["volumeMounts"]} == {"tls": "/etc/dfp/tls", "c2pa": "/etc/dfp/c2pa"}
+    volumes = {v["name"]: v["secret"] for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["c2pa"] == {"secretName": "dfp-c2pa", "defaultMode": 0o400}
+    defaults = container(by_kind(render(), "Deployment")["release-dfp-gateway"], "gateway")
+    assert "DFP_C2PA_KEY" not in {e["name"] for e in defaults["env"]}
+
+
 def test_external_s3_uses_the_given_secret_and_runs_no_minio():
     docs = render("external-s3-values.yaml")
     assert not by_kind(docs, "StatefulSet") and not by_kind(docs, "Secret")

@@ -21,7 +21,8 @@ SERVICES = {
     "enhancer": (["services.enhancer.server.__main__", "services.enhancer.training.face_restore_train"],
                  ["grpcio-tools", "setuptools"], {"facenet-pytorch", "basicsr"}),
     "tools": (["dfp.faces", "dfp.cli.main", "services.detector.export", "services.detector.model_server.__main__",
-               "services.detector.training.train", "dfp.registry", "dfp.batch", "kubernetes"],
+               "services.detector.training.train", "dfp.registry", "dfp.batch", "kubernetes", "dfp.redteam.runner",
+               "dfp.redteam.report", "dfp.redteam.hard_examples", "matplotlib.pyplot"],
               ["grpcio-tools"], {"facenet-pytorch"}),
 }
 # Imported only when present (inside try/except ImportError), so an image may lack them.

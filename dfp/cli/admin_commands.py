@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import click
 
 from dfp.cli.output import emit, note
@@ -130,6 +132,28 @@ def audit_command(team, since, until, action, resource, as_json):
         else:
             click.echo(f"{event['time']}  {event['token_name']} ({event['token_id']})  {event['action']}  "
                        f"{event['outcome']}  {' '.join(event['resources'])}")
+
+
+@admin.command("c2pa-identity")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=pathlib.Path),
+              help="Folder for ca.pem, signer-chain.pem and signer-key.pem.")
+@click.option("--organisation", default="dfp", show_default=True, help="Organisation named in the certificates.")
+@click.option("--days", type=click.IntRange(1, 3650), default=730, show_default=True)
+def c2pa_identity_command(out, organisation, days):
+    """Make a private CA and a C2PA signer (ES256) for the gateway's Content Credentials.
+
+    Give the gateway DFP_C2PA_CERT=signer-chain.pem and DFP_C2PA_KEY=signer-key.pem (in the chart: the
+    Secret named by gateway.contentCredentials.secretName), and readers DFP_C2PA_TRUST_ANCHORS=ca.pem.
+    A certificate from a C2PA-trusted authority replaces this where outside readers must trust it.
+
+    \b
+    Example:
+      dfp admin c2pa-identity --out secrets/c2pa --organisation "Example Research"
+    """
+    from dfp.content_credentials import create_identity
+
+    for role, path in create_identity(out, organisation, days).items():
+        click.echo(f"{role}: {path}")
 
 
 def register(cli: click.Group) -> None:

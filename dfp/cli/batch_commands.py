@@ -147,6 +147,49 @@ def animate_command(mode, **options):
     _submit({"task": "animate", "mode": mode}, **options)
 
 
+@batch.command("redteam")
+@click.option("--config", "config_file", type=click.File("r"), required=True,
+              help="A red-team configuration whose inputs are stored media names (media/...).")
+@click.option("--image", required=True, help="The tools image the pod runs (docker/tools.Dockerfile: the dfp CLI).")
+@click.option("--gateway", "gateway_address", required=True, help="Gateway host:port as the pod reaches it.")
+@click.option("--token-secret", required=True, help="Secret with key `token`: the team's API token.")
+@click.option("--node-selector", multiple=True, help="KEY=VALUE a node must have; repeatable.")
+@click.option("--print", "print_only", is_flag=True, help="Print the manifests for `kubectl apply -f -` instead.")
+@with_kube
+@click.option("--json", "as_json", is_flag=True)
+def redteam_command(config_file, image, gateway_address, token_secret, node_selector, print_only, kubeconfig,
+                    namespace, as_json):
+    """Submit a red-team run (`dfp redteam run`) as a Job; prints the batch id.
+
+    The pod drives the gateway's jobs (creation, enhancement, detection run on the services' GPUs),
+    so it needs no GPU. Its log ends with the report as JSON; `dfp batch collect BATCH --out DIR`
+    writes the whole report (Markdown, JSON, figures) here, fetching the same operations again.
+
+    \b
+    Example:
+      dfp batch redteam --config redteam-cluster.yaml --image registry.example/dfp-tools:0.1.0 \\
+          --gateway dfp-gateway.dfp:50051 --token-secret dfp-team-token -n dfp
+    """
+    import yaml
+
+    from dfp import batch as batch_lib
+
+    spec = batch_lib.BatchSpec(items=[], parallelism=1, image=image, gateway=gateway_address, token_secret=token_secret,
+                               namespace=namespace, node_selector=dict(p.split("=", 1) for p in node_selector),
+                               task=batch_lib.REDTEAM)
+    batch_id = batch_lib.new_batch_id()
+    try:
+        manifests = batch_lib.render_redteam(spec, batch_id, config_file.read())
+    except batch_lib.BatchError as exc:
+        raise click.UsageError(str(exc)) from None
+    if print_only:
+        click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)
+        return
+    batch_lib.submit(_api(kubeconfig), manifests)
+    emit({"batch": batch_id, "task": "redteam"}, as_json, f"batch {batch_id}: red-team run in 1 Job "
+                                                            f"(label dfp.io/batch={batch_id})")
+
+
 @batch.command("status")
 @click.argument("batch_id")
 @click.option("--wait", "wait_s", type=float, default=0, help="Wait up to this many seconds for it to end.")
@@ -191,8 +234,8 @@ def cancel_command(batch_id, kubeconfig, namespace):
 
 @batch.command("collect")
 @click.argument("batch_id")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), required=True,
-              help="Report file: .csv or .json (JSON lines).")
+@click.option("--out", type=click.Path(path_type=pathlib.Path), required=True,
+              help="Report file: .csv or .json (JSON lines); for a red-team run, the run folder.")
 @with_kube
 def collect_command(batch_id, out, kubeconfig, namespace):
     """Gather every item's result from the gateway into a report (a stored job's result is fetched
@@ -200,11 +243,31 @@ def collect_command(batch_id, out, kubeconfig, namespace):
     from dfp import batch as batch_lib
 
     api = _api(kubeconfig)
+    if batch_lib.task_of(api, namespace, batch_id)["task"] == batch_lib.REDTEAM:
+        _collect_redteam(batch_lib.redteam_config_of(api, namespace, batch_id), out)
+        return
     items = batch_lib.items_of(api, namespace, batch_id)
     rows = list(_rows(batch_id, items, batch_lib.task_of(api, namespace, batch_id)["arguments"]))
     _write_report(rows, out)
     errors = sum(1 for row in rows if row["error"])
     click.echo(f"{out}: {len(rows)} items, {errors} with errors")
+
+
+def _collect_redteam(config_text: str, out: pathlib.Path) -> None:
+    """The red-team run again from here: the same request ids find the pod's operations, so nothing
+    is redone; the media are downloaded and the report written into `out`."""
+    from dfp.client import Client
+    from dfp.redteam import config as redteam_config
+    from dfp.redteam import report
+    from dfp.redteam.runner import Runner
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(config_text)
+    run = redteam_config.load(out / "config.yaml")
+    with Client() as client:
+        state = Runner(client, run, out).execute()
+    report.write_run(run, out, state)
+    click.echo(f"{out / 'report.md'}: red-team report of {len(state['steps'])} steps")
 
 
 work_options = [

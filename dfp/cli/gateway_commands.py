@@ -160,9 +160,11 @@ def _media_name(client, value: str, quiet: bool) -> str:
 @click.option("--no-face-crop", is_flag=True, help="Use whole frames instead of face crops.")
 @click.option("--return-crop", is_flag=True, help="Return the animated face crop, not the pasted-back portrait.")
 @click.option("--best-frame", is_flag=True, help="Start from the driving frame whose pose best matches the source.")
+@click.option("--no-visible-mark", is_flag=True, help="Leave out the visible label (the watermark and tags stay).")
 @click.option("--detach", is_flag=True, help="Print the job name and return without waiting.")
 @gateway_options
-def animate(client, source, driving, out, mode, model, no_face_crop, return_crop, best_frame, detach, as_json, quiet):
+def animate(client, source, driving, out, mode, model, no_face_crop, return_crop, best_frame, no_visible_mark, detach,
+            as_json, quiet):
     """Animate a portrait by a driving video (First Order Motion Model) on the platform.
 
     Local files are uploaded first. The result is stored as a new media item, labelled as synthetic,
@@ -178,7 +180,8 @@ def animate(client, source, driving, out, mode, model, no_face_crop, return_crop
     source_name = _media_name(client, source, quiet)
     driving_name = _media_name(client, driving, quiet)
     operation = client.animate_image(source_name, driving_name, mode=mode, model=model, no_face_crop=no_face_crop,
-                                     return_crop=return_crop, best_initial_frame=best_frame)
+                                     return_crop=return_crop, best_initial_frame=best_frame,
+                                     no_visible_mark=no_visible_mark)
     result = _follow_creation(client, operation, creation_pb2.AnimateImageResponse, out, detach, as_json, quiet)
     if result is not None:
         click.echo(f"{result.result_media}: {result.frames} frames at {result.frames_per_second:g} fps "
@@ -193,11 +196,13 @@ def animate(client, source, driving, out, mode, model, no_face_crop, return_crop
               help="Identity whose face is put in.")
 @click.option("--no-color-transfer", is_flag=True, help="Keep the decoder's colours.")
 @click.option("--seamless", is_flag=True, help="Poisson-blend the swapped face into the original first.")
+@click.option("--no-visible-mark", is_flag=True, help="Leave out the visible label (the watermark and tags stay).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Download the result video here (default: leave it stored and print its name).")
 @click.option("--detach", is_flag=True, help="Print the job name and return without waiting.")
 @gateway_options
-def faceswap(client, target, model, version, to_identity, no_color_transfer, seamless, out, detach, as_json, quiet):
+def faceswap(client, target, model, version, to_identity, no_color_transfer, seamless, no_visible_mark, out, detach,
+             as_json, quiet):
     """Swap the face in every frame of a video with a trained face swap model, on the platform.
 
     TARGET is a local video (uploaded first) or a stored media name. The result keeps the target's
@@ -211,7 +216,8 @@ def faceswap(client, target, model, version, to_identity, no_color_transfer, sea
     from dfp.v1 import creation_pb2
 
     operation = client.swap_face(_media_name(client, target, quiet), model, version=version, to_identity=to_identity,
-                                 no_color_transfer=no_color_transfer, seamless_clone=seamless)
+                                 no_color_transfer=no_color_transfer, seamless_clone=seamless,
+                                 no_visible_mark=no_visible_mark)
     result = _follow_creation(client, operation, creation_pb2.SwapFaceResponse, out, detach, as_json, quiet)
     if result is not None:
         click.echo(f"{result.result_media}: {result.swapped_frames} of {result.frames} frames swapped "

@@ -16,7 +16,7 @@ import sys
 import click
 
 from dfp.cli import (admin_commands, batch_commands, creator_commands, enhancer_commands, gateway_commands,
-                     offline_commands, provenance_commands, swap_commands)
+                     offline_commands, provenance_commands, redteam_commands, swap_commands)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,6 +43,7 @@ swap_commands.register(cli)
 admin_commands.register(cli)
 batch_commands.register(cli)
 provenance_commands.register(cli)
+redteam_commands.register(cli)
 
 
 def main() -> None:

@@ -22,7 +22,9 @@ def verify_command(files, as_json):
 
     A file is reported as marked when the watermark's check holds (a file without one passes by
     chance with probability 2^-16); the payload is a hash of the operation (or generator) that
-    made it. The tags are gone after a re-encode; the watermark survives JPEG, H.264 and resizing.
+    made it. The C2PA manifest (Content Credentials, when the gateway signs) is checked against the
+    file's bytes and, with DFP_C2PA_TRUST_ANCHORS, its signer against those roots. The tags and the
+    manifest are gone after a re-encode; the watermark survives JPEG, H.264 and resizing.
 
     \b
     Example:
@@ -32,11 +34,21 @@ def verify_command(files, as_json):
 
     for path in files:
         report = provenance_lib.verify(path)
-        mark = report["watermark"]
+        mark, credentials = report["watermark"], report["content_credentials"]
         emit(report, as_json,
              f"{path}: watermark {'FOUND, payload ' + mark['payload'] if mark['marked'] else 'not found'} "
              f"(confidence {mark['confidence']:.1f}, {mark['frames_read']} frames); synthetic tag "
-             f"{'present' if report['synthetic_tag'] else 'absent'}")
+             f"{'present' if report['synthetic_tag'] else 'absent'}; C2PA {_credentials_text(credentials)}")
+
+
+def _credentials_text(credentials: dict) -> str:
+    if not credentials["present"]:
+        return "manifest absent"
+    if not credentials["valid"]:
+        return f"manifest INVALID ({', '.join(credentials['errors'])}): the file changed after signing"
+    trust = "trusted signer" if credentials["trusted"] else "signer not in DFP_C2PA_TRUST_ANCHORS"
+    ai = "AI-generated" if credentials["generated_by_ai"] else "no AI-generation claim"
+    return f"manifest valid, {ai}, generator {credentials['generator']}, {trust}"
 
 
 def register(cli: click.Group) -> None:

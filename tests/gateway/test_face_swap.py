@@ -1,19 +1,16 @@
 """Face swap through the gateway: a model registered in the real S3 registry, picked up by the
 creator service's TorchServe without a restart, swapping a stored video over real sockets."""
 
-import re
 import shutil
 import time
 
 import av
 import grpc
 import pytest
-from click.testing import CliRunner
 
-from dfp.cli.main import cli
 from dfp.client import ApiError, OperationFailed, job_metadata, operation_result
 from dfp.v1 import creation_pb2, jobs_pb2, media_pb2
-from tests.helpers import jpeg_bytes, mp4_file
+from tests.helpers import jpeg_bytes, mp4_file, register_swap_model, wait_served
 
 pytestmark = pytest.mark.slow
 MODEL = "swap-test"
@@ -27,20 +24,8 @@ def client_module(stack):
         yield c
 
 
-def wait_served(stack, name: str, version: int, timeout_s: float = 120.0) -> None:
-    """Until the creator's log says it serves that version (its registry sync polls every 0.5 s here)."""
-    line = f"face swap model {name} now serves version {version}"
-    deadline = time.monotonic() + timeout_s
-    while line not in stack.log_path("creator").read_text():
-        assert time.monotonic() < deadline, f"creator did not load {name} v{version}"
-        time.sleep(0.3)
-
-
 def register(stack, run, name: str = MODEL) -> int:
-    result = CliRunner().invoke(cli, ["swap", "register", "--run", str(run), "--name", name, "--publish", "--json"],
-                                env=stack.s3.env())
-    assert result.exit_code == 0, result.output
-    return int(re.search(r'"version": (\d+)', result.output).group(1))
+    return register_swap_model(stack, run, name)
 
 
 @pytest.fixture(scope="module")

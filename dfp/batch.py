@@ -19,7 +19,7 @@ import hashlib
 import json
 import secrets
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 LABEL = "dfp.io/batch"
 ITEMS_DIR = "/etc/dfp-batch"
@@ -52,6 +52,9 @@ class BatchSpec:
     scale: int = 4
     # Animation: how driving keypoints move the source (relative or absolute).
     mode: str = "relative"
+    # A Secret with the source bucket's credentials (keys endpoint, access_key, secret_key, secure),
+    # for items that are s3:// objects outside the platform.
+    source_secret: str = ""
 
     def work_arguments(self) -> list[str]:
         """What `dfp batch work` needs besides the batch and the items: the task and its options."""
@@ -79,10 +82,12 @@ def render(spec: BatchSpec, batch_id: str) -> list[dict]:
     if spec.task not in TASKS:
         raise BatchError(f"unknown task {spec.task!r}: use one of {', '.join(TASKS)}")
     names_per_item = 2 if spec.task == ANIMATE else 1
+    prefixes = ("media/", "s3://") if spec.source_secret and spec.task != ANIMATE else ("media/",)
     bad = [item for item in spec.items
-           if len(item.split()) != names_per_item or not all(name.startswith("media/") for name in item.split())]
+           if len(item.split()) != names_per_item or not all(name.startswith(prefixes) for name in item.split())]
     if bad:
-        wanted = "a source and a driving media name (media/... media/...)" if spec.task == ANIMATE else "stored media names (media/...)"
+        wanted = ("a source and a driving media name (media/... media/...)" if spec.task == ANIMATE
+                  else "stored media names (media/...) or, with a source secret, s3:// objects")
         raise BatchError(f"items must be {wanted}, got {bad[:3]}")
     parts = shards(spec.items, spec.parallelism)
     name = f"dfp-batch-{batch_id}"
@@ -117,7 +122,8 @@ def _job(spec: BatchSpec, batch_id: str, shard: int, command: list[str], memory:
         "image": spec.image,
         "command": command,
         "env": [{"name": "DFP_GATEWAY", "value": spec.gateway},
-                {"name": "DFP_TOKEN", "valueFrom": {"secretKeyRef": {"name": spec.token_secret, "key": "token"}}}],
+                {"name": "DFP_TOKEN", "valueFrom": {"secretKeyRef": {"name": spec.token_secret, "key": "token"}}},
+                *_source_env(spec.source_secret)],
         "resources": resources,
         "volumeMounts": mounts,
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 10001,
@@ -135,6 +141,17 @@ def _job(spec: BatchSpec, batch_id: str, shard: int, command: list[str], memory:
         "spec": {"backoffLimit": spec.backoff_limit, "completions": 1, "parallelism": 1,
                  "template": {"metadata": {"labels": labels}, "spec": pod_spec}},
     }
+
+
+def _source_env(secret: str) -> list[dict]:
+    """The source bucket's settings from its Secret (`secure` may be left out: TLS then)."""
+    if not secret:
+        return []
+    keys = {"DFP_SOURCE_S3_ENDPOINT": "endpoint", "DFP_SOURCE_S3_ACCESS_KEY": "access_key",
+            "DFP_SOURCE_S3_SECRET_KEY": "secret_key", "DFP_SOURCE_S3_SECURE": "secure"}
+    return [{"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key,
+                                                          **({"optional": True} if key == "secure" else {})}}}
+            for name, key in keys.items()]
 
 
 def render_redteam(spec: BatchSpec, batch_id: str, config_text: str) -> list[dict]:
@@ -251,22 +268,30 @@ def request_id(batch_id: str, item: str) -> str:
     return f"batch-{batch_id}-{hashlib.sha256(item.encode()).hexdigest()[:24]}"
 
 
-def detect_items(client, batch_id: str, items: list[str], frames: int) -> Iterator[dict]:
-    """Each item's detection through the gateway, as one summary row (item, fake probabilities...)."""
+def _identity(item: str) -> str:
+    return item
+
+
+def detect_items(client, batch_id: str, items: list[str], frames: int,
+                 media_name: Callable[[str], str] = _identity) -> Iterator[dict]:
+    """Each item's detection through the gateway, as one summary row (item, fake probabilities...).
+    `media_name` maps an item to its stored media (s3:// items are imported first)."""
+    from dfp.batch_sources import SourceError
     from dfp.client import ApiError, OperationFailed, operation_result
     from dfp.v1 import detection_pb2, media_pb2
 
     for item in items:
-        row = {"item": item, "media_type": "", "label": "", "max_fake_probability": None,
+        row = {"item": item, "media": "", "media_type": "", "label": "", "max_fake_probability": None,
                "mean_fake_probability": None, "faces_scored": 0, "error": ""}
         try:
-            media = client.get_media(item)
+            name = row["media"] = media_name(item)
+            media = client.get_media(name)
             if media.media_type == media_pb2.IMAGE:
                 row["media_type"] = "image"
-                verdict = client.detect_image(media=item).verdict
+                verdict = client.detect_image(media=name).verdict
             else:
                 row["media_type"] = "video"
-                operation = client.detect_video(item, sampling=detection_pb2.FrameSampling(frame_count=frames),
+                operation = client.detect_video(name, sampling=detection_pb2.FrameSampling(frame_count=frames),
                                                 request_id=request_id(batch_id, item))
                 result = operation_result(client.wait_operation(operation.name, timeout_s=3600),
                                           detection_pb2.DetectVideoResponse)
@@ -276,11 +301,15 @@ def detect_items(client, batch_id: str, items: list[str], frames: int) -> Iterat
                        mean_fake_probability=verdict.mean_fake_probability, faces_scored=verdict.faces_scored)
         except (ApiError, OperationFailed) as exc:
             row["error"] = f"{exc.code.name}: {exc.message}"
+        except SourceError as exc:
+            row["error"] = f"UNAVAILABLE: {exc}"
         yield row
 
 
-def enhance_items(client, batch_id: str, items: list[str], model: str, scale: int) -> Iterator[dict]:
+def enhance_items(client, batch_id: str, items: list[str], model: str, scale: int,
+                  media_name: Callable[[str], str] = _identity) -> Iterator[dict]:
     """Each item's enhancement through the gateway, as one row (item, result media, size...)."""
+    from dfp.batch_sources import SourceError
     from dfp.client import ApiError, OperationFailed, operation_result
     from dfp.v1 import enhancement_pb2
 
@@ -288,13 +317,15 @@ def enhance_items(client, batch_id: str, items: list[str], model: str, scale: in
         row = {"item": item, "model": model, "scale": scale, "result_media": "", "width": 0, "height": 0, "frames": 0,
                "operation": "", "error": ""}
         try:
-            operation = client.enhance(item, model=model, scale=scale, request_id=request_id(batch_id, item))
+            operation = client.enhance(media_name(item), model=model, scale=scale, request_id=request_id(batch_id, item))
             row["operation"] = operation.name
             result = operation_result(client.wait_operation(operation.name, timeout_s=3600),
                                       enhancement_pb2.EnhanceResponse)
             row.update(result_media=result.result_media, width=result.width, height=result.height, frames=result.frames)
         except (ApiError, OperationFailed) as exc:
             row["error"] = f"{exc.code.name}: {exc.message}"
+        except SourceError as exc:
+            row["error"] = f"UNAVAILABLE: {exc}"
         yield row
 
 

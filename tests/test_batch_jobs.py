@@ -265,6 +265,46 @@ def test_a_batch_enhancement_runs_each_pods_own_command_and_collects_the_results
     assert worker[items[0]]["result_media"] in report[1] and worker[items[0]]["operation"] in report[1]
 
 
+def test_a_batch_over_an_s3_prefix_imports_each_object_once_through_the_gateway(api, kube, stack, shared, tmp_path):
+    import io
+
+    from kubernetes import client as kube_client
+    from PIL import Image
+
+    from dfp.client import Client
+
+    source = stack.s3.client()
+    source.make_bucket("campaign-src")
+    for key in ("2026/a.jpg", "2026/b.jpg", "2025/old.jpg"):
+        buffer = io.BytesIO()
+        Image.open(shared / "video" / "source" / "s3.jpg").convert("RGB").resize((120, 156)).save(buffer, "JPEG")
+        source.put_object("campaign-src", key, io.BytesIO(buffer.getvalue()), len(buffer.getvalue()))
+    source_env = {"DFP_SOURCE_S3_ENDPOINT": stack.s3.endpoint, "DFP_SOURCE_S3_ACCESS_KEY": stack.s3.access_key,
+                  "DFP_SOURCE_S3_SECRET_KEY": stack.s3.secret_key, "DFP_SOURCE_S3_SECURE": "false"}
+    kube_env = {"KUBECONFIG": str(kube.kubeconfig)}
+    refused = CliRunner().invoke(cli, ["batch", "detect", "s3://campaign-src/2026/", "--image", "dfp:test", "--gateway",
+                                       "g:1", "--token-secret", "t"], env={**kube_env, **source_env})
+    assert refused.exit_code == 2 and "--source-secret" in refused.output
+    batch_id = json.loads(dfp("batch", "detect", "s3://campaign-src/2026/", "--source-secret", "campaign-s3",
+                              "--parallelism", "1", "--image", "dfp:test", "--gateway", stack.gateway_target,
+                              "--token-secret", "team-token", "--json", env={**kube_env, **source_env}))["batch"]
+    job = kube_client.BatchV1Api(api).read_namespaced_job(f"dfp-batch-{batch_id}-0", NAMESPACE)
+    secret_refs = {e.name: e.value_from.secret_key_ref.name for e in job.spec.template.spec.containers[0].env
+                   if e.value_from}
+    assert secret_refs["DFP_SOURCE_S3_ENDPOINT"] == "campaign-s3" and secret_refs["DFP_TOKEN"] == "team-token"
+
+    env = {**kube_env, **source_env, "DFP_GATEWAY": stack.gateway_target, "DFP_TOKEN": stack.token}
+    _, first = play_only_shard(api, batch_id, tmp_path, env)
+    assert sorted(first) == ["s3://campaign-src/2026/a.jpg", "s3://campaign-src/2026/b.jpg"]
+    assert all(row["error"] == "" and row["media"].startswith("media/") and row["label"] for row in first.values())
+    # The retried pod imports nothing again: each object has one media item, found by its label.
+    _, again = play_only_shard(api, batch_id, tmp_path, env)
+    assert {k: r["media"] for k, r in again.items()} == {k: r["media"] for k, r in first.items()}
+    with Client(stack.gateway_target, token=stack.token) as gateway:
+        imported = [m for m in gateway.list_media() if m.labels.get("dfp_batch") == batch_id]
+    assert sorted(m.name for m in imported) == sorted(r["media"] for r in first.values())
+
+
 def test_a_batch_animation_turns_each_pair_into_a_video_and_collects_the_same_operations(
         api, kube, stack, shared, tmp_path):
     from PIL import Image

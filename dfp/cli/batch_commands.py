@@ -41,6 +41,7 @@ def batch() -> None:
 
 
 submit_options = [
+    click.argument("source", required=False),
     click.option("--items", "items_file", type=click.File("r"), default=None,
                  help="File of media names (media/...), one per line."),
     click.option("--label", default=None, help="Every stored media of your team with this label (KEY=VALUE)."),
@@ -52,6 +53,8 @@ submit_options = [
     click.option("--gpus", type=click.IntRange(0, 8), default=0, show_default=True, help="nvidia.com/gpu per pod."),
     click.option("--node-selector", multiple=True, help="KEY=VALUE a node must have; repeatable."),
     click.option("--print", "print_only", is_flag=True, help="Print the manifests for `kubectl apply -f -` instead."),
+    click.option("--source-secret", default="",
+                 help="For an s3:// SOURCE: Secret with the bucket's endpoint, access_key, secret_key (and secure)."),
 ]
 
 
@@ -61,17 +64,28 @@ def with_submit_options(command):
     return command
 
 
-def _submit(task_options: dict, items_file, label, parallelism, image, gateway_address, token_secret, gpus,
-            node_selector, print_only, kubeconfig, namespace, as_json) -> None:
+def _submit(task_options: dict, source, items_file, label, parallelism, image, gateway_address, token_secret, gpus,
+            node_selector, print_only, source_secret, kubeconfig, namespace, as_json) -> None:
     import yaml
 
     from dfp import batch as batch_lib
 
-    if bool(items_file) == bool(label):
-        raise click.UsageError("give exactly one of --items or --label")
-    if label and task_options["task"] == "animate":
+    if sum(map(bool, (source, items_file, label))) != 1:
+        raise click.UsageError("give exactly one of SOURCE (s3://bucket/prefix), --items or --label")
+    if (label or source) and task_options["task"] == "animate":
         raise click.UsageError("animation takes pairs: give --items with one `SOURCE DRIVING` pair of media names a line")
-    if items_file:
+    if source and not source_secret:
+        raise click.UsageError("an s3:// SOURCE needs --source-secret: the pods read the bucket with its credentials")
+    if source:
+        from dfp import batch_sources
+
+        try:
+            items = batch_sources.list_items(batch_sources.SourceSettings.from_env(), source)
+        except batch_sources.SourceError as exc:
+            raise click.UsageError(str(exc)) from None
+        if not items:
+            raise click.UsageError(f"no objects under {source}")
+    elif items_file:
         items = [line.strip() for line in items_file if line.strip()]
     else:
         from dfp.client import Client
@@ -82,7 +96,7 @@ def _submit(task_options: dict, items_file, label, parallelism, image, gateway_a
     selector = dict(pair.split("=", 1) for pair in node_selector)
     spec = batch_lib.BatchSpec(items=items, parallelism=parallelism, image=image, gateway=gateway_address,
                                token_secret=token_secret, namespace=namespace, gpus=gpus, node_selector=selector,
-                               **task_options)
+                               source_secret=source_secret, **task_options)
     batch_id = batch_lib.new_batch_id()
     manifests = batch_lib.render(spec, batch_id)
     if print_only:
@@ -101,8 +115,14 @@ def _submit(task_options: dict, items_file, label, parallelism, image, gateway_a
 def detect_command(frames, **options):
     """Submit a batch detection; prints the batch id.
 
+    SOURCE is an s3://bucket/prefix outside the platform: its objects are listed now (with the
+    DFP_SOURCE_S3_* settings) and each pod imports its share through the gateway (idempotently: a
+    retried pod finds what it imported before), reading the bucket with --source-secret.
+
     \b
     Examples:
+      dfp batch detect s3://campaign/2026-11/ --source-secret campaign-s3 --parallelism 8 \\
+          --image registry.example/dfp-tools:0.1.0 --gateway dfp-gateway.dfp:50051 --token-secret dfp-team-token -n dfp
       dfp batch detect --label campaign=dfdc --parallelism 8 --image registry.example/dfp-tools:0.1.0 \\
           --gateway dfp-gateway.dfp:50051 --token-secret dfp-team-token -n dfp
       dfp batch detect --items names.txt ... --print | kubectl apply -f -
@@ -297,12 +317,22 @@ def _rows(batch_id: str, items: list[str], arguments: list[str]):
 
     task = _work_parser().main(arguments, standalone_mode=False)
     with Client() as client:
+        media_name = _importer(client, batch_id, items)
         if task["task"] == "enhance":
-            yield from batch_lib.enhance_items(client, batch_id, items, task["model"], task["scale"])
+            yield from batch_lib.enhance_items(client, batch_id, items, task["model"], task["scale"], media_name)
         elif task["task"] == "animate":
             yield from batch_lib.animate_items(client, batch_id, items, task["mode"])
         else:
-            yield from batch_lib.detect_items(client, batch_id, items, task["frames"])
+            yield from batch_lib.detect_items(client, batch_id, items, task["frames"], media_name)
+
+
+def _importer(client, batch_id: str, items: list[str]):
+    """How items become media names: s3:// objects are imported through the gateway first."""
+    if not any(item.startswith("s3://") for item in items):
+        return lambda item: item
+    from dfp import batch_sources
+
+    return batch_sources.Importer(client, batch_sources.SourceSettings.from_env(), batch_id).media_name
 
 
 @batch.command("work", hidden=True, context_settings={"ignore_unknown_options": True})

@@ -9,17 +9,15 @@ import sys
 import click
 
 from dfp.cli.output import Progress, emit, note
-from dfp.config import ClientSettings
-
-_DEFAULTS = ClientSettings.from_env()
 
 
 def gateway_options(command):
     """--server, --timeout, --json and --quiet, declared once for every gateway command."""
 
-    @click.option("--server", default=_DEFAULTS.gateway, show_default=True, help="Gateway host:port (DFP_GATEWAY).")
-    @click.option("--timeout", "timeout_s", type=float, default=_DEFAULTS.timeout_s, show_default=True,
-                  help="Deadline of each call in seconds (DFP_TIMEOUT_S).")
+    # Defaults are read when the command runs, not when the CLI is imported.
+    @click.option("--server", default=None, help="Gateway host:port [default: DFP_GATEWAY, else 127.0.0.1:50051].")
+    @click.option("--timeout", "timeout_s", type=float, default=None,
+                  help="Deadline of each call in seconds [default: DFP_TIMEOUT_S, else 60].")
     @click.option("--json", "as_json", is_flag=True, help="Print results as JSON lines on stdout.")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
     @functools.wraps(command)

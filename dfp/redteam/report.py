@@ -251,7 +251,10 @@ def write_score_figure(path: pathlib.Path, state: dict, metrics: dict) -> None:
             columns.setdefault(label, []).extend(f["score"] for f in (result or {}).get("frames", [])
                                                  if f["score"] is not None)
         labels = [k for k, v in columns.items() if v]
-        axis.boxplot([columns[k] for k in labels], tick_labels=labels)
+        if labels:
+            axis.boxplot([columns[k] for k in labels], tick_labels=labels)
+        else:
+            axis.text(0.5, 0.5, "no face found in any sampled frame", ha="center", va="center", transform=axis.transAxes)
         axis.axhline(0.5, color="grey", linestyle=":")
         axis.set_ylim(0, 1)
         axis.set_title(detector, fontsize=9)
@@ -278,7 +281,7 @@ def markdown(name: str, metrics: dict, context: dict) -> str:
              "## Models", ""]
     lines += [f"- detector `{d}`: served as {', '.join(v)}" for d, v in metrics["served_versions"].items()]
     lines += [f"- {kind}: {', '.join(sorted(models))}" for kind, models in context["creation_models"].items()]
-    lines += [f"- enhancement: {', '.join(metrics['enhancements'])}", ""]
+    lines += [f"- enhancement settings: {', '.join(metrics['enhancements'])}", ""]
     lines += ["## Detection per creation method and enhancement", "",
               "| detector | method | enhancement | AUC [95% CI] | detection rate [95% CI] | mean fake score | "
               "fake videos/frames | real videos/frames | faces found |",
@@ -311,12 +314,15 @@ def write(folder: pathlib.Path, name: str, state: dict, *, threshold: float, boo
           enhance_reals: bool, frame_count: int, code_version: str) -> dict:
     """report.json, report.md, auc.png, scores.png and a hardest-fakes sheet per detector, in `folder`."""
     metrics = compute(state, threshold, bootstrap, seed, enhance_reals)
-    creation_models: dict[str, set[str]] = {}
+    creation_models: dict[str, set[str]] = {}  # and the enhancers, as the enhancer service names them
     for key, step in state["steps"].items():
         if key.startswith("create/") and "result" in step:
             model = step["result"]["model"]
             creation_models.setdefault(key.split("/")[1], set()).add(
                 f"{model['name']} v{model['version']}" if model["version"] else f"{model['name']} (built-in)")
+    for key, step in state["steps"].items():
+        if key.startswith("enhance/") and "result" in step:
+            creation_models.setdefault("enhancement", set()).add(step["result"]["model"])
     hardest = {}
     for detector in metrics["detectors"]:
         frames = hardest_fakes(state, detector)

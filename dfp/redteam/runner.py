@@ -139,6 +139,11 @@ class Runner:
     def _execute(self, steps: list[Step]) -> None:
         """Runs the steps not yet done, at most `parallel` jobs in flight, retrying transient failures;
         a step that fails for good keeps its error in the state and the run goes on."""
+        for step in steps:  # a transient failure of an earlier run gets another attempt in this one
+            entry = self.state.step(step.key)
+            if entry.get("error", "").split(":")[0] in {code.name for code in RETRYABLE}:
+                del entry["error"]
+                entry["attempt"] += 1
         pending = [s for s in steps if "result" not in self.state.step(s.key) and "error" not in self.state.step(s.key)]
         in_flight: dict[str, tuple[Step, str]] = {}
         refusals: dict[str, int] = {}

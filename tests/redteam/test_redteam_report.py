@@ -71,3 +71,11 @@ def test_the_markdown_report_has_every_table():
                     "## Change in AUC caused by enhancement", "## Real clips called fake"):
         assert heading in text
     assert "| det | animation | face@x2 |" in text
+
+
+def test_figures_are_written_even_when_no_face_was_found(tmp_path):
+    state = _state({"real/r0/none": [None, None], "animation/s0/d0/none": [None]})
+    metrics = report.compute(state, threshold=0.5, bootstrap=10, seed=0, enhance_reals=False)
+    report.write_auc_figure(tmp_path / "auc.png", metrics)
+    report.write_score_figure(tmp_path / "scores.png", state, metrics)
+    assert (tmp_path / "auc.png").stat().st_size and (tmp_path / "scores.png").stat().st_size

@@ -277,7 +277,10 @@ def markdown(name: str, metrics: dict, context: dict) -> str:
              f"Code version `{context['code_version']}`; configuration fingerprint `{context['fingerprint']}`. "
              f"Frame-level scores (the most confident face of each sampled frame, {context['frame_count']} frames "
              f"per video); fake = positive; threshold {context['threshold']}; 95% intervals from "
-             f"{context['bootstrap']} bootstrap resamples of whole videos.", "",
+             f"{context['bootstrap']} bootstrap resamples of whole videos. Real side of every comparison: "
+             + ("the real clips given the same enhancement as the fakes (a control: a detector that reacts to "
+                "enhancement itself does not gain or lose from it)." if context["enhance_reals"]
+                else "the real clips as recorded (enhanced fakes against untouched footage)."), "",
              "## Models", ""]
     lines += [f"- detector `{d}`: served as {', '.join(v)}" for d, v in metrics["served_versions"].items()]
     lines += [f"- {kind}: {', '.join(sorted(models))}" for kind, models in context["creation_models"].items()]
@@ -334,7 +337,7 @@ def write(folder: pathlib.Path, name: str, state: dict, *, threshold: float, boo
     write_auc_figure(folder / "auc.png", metrics)
     write_score_figure(folder / "scores.png", state, metrics)
     context = {"code_version": code_version, "fingerprint": state["fingerprint"], "threshold": threshold,
-               "bootstrap": bootstrap, "frame_count": frame_count,
+               "bootstrap": bootstrap, "frame_count": frame_count, "enhance_reals": enhance_reals,
                "creation_models": {k: sorted(v) for k, v in creation_models.items()}}
     report = {"name": name, **context, **metrics, "hardest_fakes": hardest, "inputs": state["plan"]["inputs"]}
     (folder / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True))

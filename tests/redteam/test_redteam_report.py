@@ -66,7 +66,7 @@ def test_the_markdown_report_has_every_table():
               "animation/s0/d0/face@x2": [0.3, 0.6]}
     metrics = report.compute(_state(scores), threshold=0.5, bootstrap=50, seed=0, enhance_reals=False)
     text = report.markdown("unit", metrics, {"code_version": "abc", "fingerprint": "f", "threshold": 0.5,
-                                             "bootstrap": 50, "frame_count": 2, "creation_models": {"animation": ["fomm (built-in)"]}})
+                                             "bootstrap": 50, "frame_count": 2, "enhance_reals": False, "creation_models": {"animation": ["fomm (built-in)"]}})
     for heading in ("## Models", "## Detection per creation method and enhancement",
                     "## Change in AUC caused by enhancement", "## Real clips called fake"):
         assert heading in text

@@ -62,7 +62,8 @@ class LocalStack:
         self.model_server_target = f"127.0.0.1:{free_port()}"
         self.gateway_target = f"127.0.0.1:{free_port()}"
         self.enhancer_target = f"127.0.0.1:{free_port()}"
-        self.metrics_ports = {"gateway": free_port(), "model_server": free_port(), "enhancer": free_port()}
+        self.metrics_ports = {"gateway": free_port(), "model_server": free_port(), "enhancer": free_port(),
+                              "creator": free_port()}
         self.token = ""  # an API token of team "default", made at start
         # A private C2PA signing identity, made at start: the gateway signs what it generates with it.
         self.c2pa_dir = self.workdir / "c2pa"
@@ -142,6 +143,7 @@ class LocalStack:
         process = subprocess.Popen(
             [sys.executable, "-m", "services.creator.serving", "--config", str(config), "--checkpoint", str(checkpoint),
              "--grpc-port", self.creator_target.rsplit(":", 1)[1], "--http-port", str(free_port()),
+             "--metrics-port", str(self.metrics_ports["creator"]),
              "--workdir", str(workdir), "--ready-file", str(ready), "--poll-s", str(CREATOR_POLL_S)],
             env=self.env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()

@@ -83,9 +83,11 @@ class MediaStore:
 
     def __init__(self, store: ObjectStore, limits: LimitSettings, spool_dir: str | None = None,
                  stored_bytes_quota: Callable[[str], int] | None = None, usage_cache_s: float = 10.0,
-                 credentials: content_credentials.SigningIdentity | None = None):
+                 credentials: content_credentials.SigningIdentity | None = None,
+                 on_generated: Callable[[str, "MediaRecord"], None] | None = None):
         self._store = store
         self._credentials = credentials
+        self._on_generated = on_generated
         self._limits = limits
         self._spool_dir = spool_dir
         self._stored_bytes_quota = stored_bytes_quota
@@ -183,7 +185,7 @@ class MediaStore:
         """Stores a file the platform made (blob, then record) under a given id, so that a job that
         runs again after a lost worker overwrites its own result instead of leaving a second one.
         With a signing identity, the file first gets its C2PA manifest (generator and operation from
-        the labels)."""
+        the labels); `on_generated` (the audit log) hears of every item stored."""
         path = pathlib.Path(path)
         if self._credentials is not None and path.suffix.lower() in content_credentials.MIME_TYPES:
             signed = path.with_name(f"{path.stem}.c2pa{path.suffix}")
@@ -200,6 +202,8 @@ class MediaStore:
                              metadata={"sha256": record.sha256})
         self._store.put_json(MEDIA, storage.media_record_key(team, record.id), dataclasses.asdict(record))
         log.info("stored generated %s for team %s: %s %d bytes", record.name, team, record.content_type, size)
+        if self._on_generated is not None:
+            self._on_generated(team, record)
         return record
 
     def probe(self, path: pathlib.Path) -> media_lib.MediaInfo:

@@ -60,7 +60,8 @@ class Gateway:
         quota_of = TeamQuotas(QuotaStore(self.store), settings.auth_cache_s)
         self.media = MediaStore(self.store, settings.limits, stored_bytes_quota=lambda team: quota_of(team).stored_bytes,
                                 usage_cache_s=settings.auth_cache_s,
-                                credentials=SigningIdentity.from_files(settings.c2pa_cert, settings.c2pa_key))
+                                credentials=SigningIdentity.from_files(settings.c2pa_cert, settings.c2pa_key),
+                                on_generated=self._audit_generated)
         self.jobs = JobStore(self.store, concurrent_jobs_quota=lambda team: quota_of(team).concurrent_jobs)
         self.detector = DetectorClient(settings.detector_target, settings.detector_timeout_s)
         self.creator = CreatorClient(settings.creator_target, settings.creator_timeout_s)
@@ -115,6 +116,13 @@ class Gateway:
         )
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep_loop, name="media-sweeper", daemon=True)
+
+    def _audit_generated(self, team: str, record) -> None:
+        """Every item a job generates, in the audit log beside the call that asked for it."""
+        labels = record.labels
+        self.audit.submit(team=team, token_id="", token_name="gateway job", action="StoreGenerated",
+                          resources=[record.name, f"operations/{labels.get('dfp_operation', '')}",
+                                     f"generator:{labels.get('dfp_generator', '')}"], outcome="OK")
 
     @property
     def port(self) -> int:

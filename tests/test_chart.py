@@ -69,6 +69,29 @@ def test_animation_model_runs_torchserve_on_a_gpu_reachable_only_from_the_gatewa
     assert allowed["app.kubernetes.io/component"] == "gateway"
 
 
+def test_every_service_is_annotated_for_scraping_and_its_metrics_port_is_open_to_the_scrapers():
+    docs = render()
+    deployments, policies = by_kind(docs, "Deployment"), by_kind(docs, "NetworkPolicy")
+    expected = {"gateway": ("9100", "/metrics"), "animate": ("8082", "/metrics"), "enhancer": ("9102", "/metrics"),
+                "detector": ("8501", "/monitoring/prometheus/metrics")}
+    for component, (port, path) in expected.items():
+        annotations = deployments[f"release-dfp-{component}"]["spec"]["template"]["metadata"]["annotations"]
+        assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/port"],
+                annotations["prometheus.io/path"]) == ("true", port, path), component
+    torchserve = container(deployments["release-dfp-animate"], "torchserve")
+    assert torchserve["command"][torchserve["command"].index("--metrics-port") + 1] == "8082"
+    tf_serving = container(deployments["release-dfp-detector"], "tf-serving")
+    assert "--monitoring_config_file=/config/monitoring.config" in tf_serving["args"]
+    config = by_kind(docs, "ConfigMap")["release-dfp-detector"]["data"]["monitoring.config"]
+    assert "enable: true" in config and "/monitoring/prometheus/metrics" in config
+    for component in ("animate", "enhancer"):
+        rules = policies[f"release-dfp-{component}"]["spec"]["ingress"]
+        assert rules[1] == {"from": [{"namespaceSelector": {}}], "ports": [{"port": "metrics"}]}
+    # With no scrapers listed, only the gateway gets in.
+    closed = by_kind(render(None, "metricsScrapers=null"), "NetworkPolicy")
+    assert len(closed["release-dfp-enhancer"]["spec"]["ingress"]) == 1
+
+
 def test_the_enhancer_runs_on_a_gpu_with_grpc_probes_reachable_only_from_the_gateway():
     docs = render("gpu-values.yaml")
     enhancer = container(by_kind(docs, "Deployment")["release-dfp-enhancer"], "enhancer")

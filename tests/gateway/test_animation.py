@@ -121,3 +121,20 @@ def test_cancelling_an_animation_mid_run_stores_no_result(client_module, portrai
     with pytest.raises(ApiError) as error:
         client_module.get_media("media/" + operation.name.split("/")[1])
     assert error.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_torchserve_counts_the_animation_requests_in_prometheus_text(stack, client_module, portrait_and_clip, shared,
+                                                                     tmp_path):
+    import urllib.request
+
+    from tests.helpers import short_clip_with_audio
+
+    short_clip_with_audio(shared / "video" / "driving" / "d18.mp4", tmp_path / "short.mp4", frames=3, size=96)
+    driving = client_module.upload(tmp_path / "short.mp4")
+    client_module.wait_operation(client_module.animate_image(portrait_and_clip[0].name, driving.name).name,
+                                 timeout_s=600)
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_ports['creator']}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counts = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith("ts_inference_requests_total{") and 'model_name="fomm"' in line]
+    assert counts and sum(counts) >= 1, text[:2000]

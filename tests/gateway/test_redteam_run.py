@@ -133,3 +133,25 @@ def test_hard_examples_keep_the_held_out_method_and_its_real_clips_out_of_traini
     from services.detector.training.dataset import read_labels
 
     assert len(read_labels(dataset)) == len(rows)  # a dataset `dfp detector train` accepts as it is
+
+
+def test_the_audit_log_records_every_item_the_run_created(stack, finished_run):
+    import time
+
+    _, out = finished_run
+    state = json.loads((out / "state.json").read_text())
+    created = {step["result"]["media"] for key, step in state["steps"].items()
+               if key.startswith(("create/", "enhance/"))}
+
+    def stored(name):
+        result = CliRunner().invoke(cli, ["admin", "audit", "--team", "default", "--action", "StoreGenerated",
+                                          "--resource", name, "--json"], env=stack.s3.env())
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.output.splitlines()]
+
+    deadline = time.monotonic() + 30
+    while not all(stored(name) for name in created):
+        assert time.monotonic() < deadline, "generated items missing from the audit log"
+        time.sleep(0.5)
+    event = stored(sorted(created)[0])[0]
+    assert event["outcome"] == "OK" and any(r.startswith("generator:") for r in event["resources"])

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Address for gRPC inference and the HTTP /ping probe (0.0.0.0 in a pod).")
     parser.add_argument("--grpc-port", type=int, default=int(os.environ.get("DFP_CREATOR_GRPC_PORT", "7070")))
     parser.add_argument("--http-port", type=int, default=int(os.environ.get("DFP_CREATOR_HTTP_PORT", "8080")))
+    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("DFP_CREATOR_METRICS_PORT", "8082")),
+                        help="TorchServe's Prometheus metrics (0: any free port).")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("DFP_CREATOR_WORKERS", "1")))
     parser.add_argument("--workdir", type=pathlib.Path, default=None)
     parser.add_argument("--no-swap-sync", action="store_true",
@@ -71,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     store = workdir / "model-store"
     build_fomm_archive(config, checkpoint, store, name=args.model_name)
     server = TorchServe(workdir, store, [f"{args.model_name}={args.model_name}.mar"], workers=args.workers,
-                        bind=args.bind, inference_port=args.grpc_port, http_port=args.http_port, log_to_file=False)
+                        bind=args.bind, inference_port=args.grpc_port, http_port=args.http_port,
+                        metrics_port=args.metrics_port, log_to_file=False)
     stop = threading.Event()
     # The handler only flags: stopping TorchServe waits on its process, which the main thread may be doing.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -68,7 +68,8 @@ class TorchServe:
     over the network."""
 
     def __init__(self, workdir: pathlib.Path, model_store: pathlib.Path, models: list[str], workers: int = 1,
-                 bind: str = "127.0.0.1", inference_port: int = 0, http_port: int = 0, log_to_file: bool = True):
+                 bind: str = "127.0.0.1", inference_port: int = 0, http_port: int = 0, metrics_port: int = 0,
+                 log_to_file: bool = True):
         self.workdir = pathlib.Path(workdir)
         self.model_store = pathlib.Path(model_store)
         self.models = models
@@ -76,6 +77,7 @@ class TorchServe:
         self.bind = bind
         self.inference_port = inference_port or free_port()
         self.http_port = http_port or free_port()
+        self.metrics_port = metrics_port or free_port()
         self.management_port = free_port()
         self.log = self.workdir / "torchserve.log" if log_to_file else None
         self._process: subprocess.Popen | None = None
@@ -94,7 +96,9 @@ class TorchServe:
         properties = {
             "inference_address": f"http://{self.bind}:{self.http_port}",
             "management_address": f"http://127.0.0.1:{free_port()}",
-            "metrics_address": f"http://{self.bind}:{free_port()}",
+            # Frontend metrics (requests, latencies, queue time per model) in Prometheus text at /metrics.
+            "metrics_address": f"http://{self.bind}:{self.metrics_port}",
+            "metrics_mode": "prometheus",
             "grpc_inference_address": self.bind,
             "grpc_inference_port": self.inference_port,
             "grpc_management_address": "127.0.0.1",

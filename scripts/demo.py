@@ -4,7 +4,8 @@ Starts a real S3 server, the detector model server, TorchServe with the platform
 the enhancer and the gateway on 127.0.0.1. Through the `dfp` command line it detects deepfakes in an
 image and a video with the platform's default detector (and the image with the original Meso4 too),
 animates the portrait by the video (FOMM, labelled as synthetic; saved to .run/demo/animated.mp4),
-scores that animation with the detector, restores a small copy of the portrait with the `face`
+scores that animation with the detector, reads its provenance marks back (watermark, tags, the
+C2PA manifest the gateway signed), restores a small copy of the portrait with the `face`
 enhancement (faces restored, the rest through Real-ESRGAN; .run/demo/restored.png) and scores it
 too, and stops everything.
 Inputs come from the shared data folder (DFP_SHARED_DIR) when present, otherwise from packages:
@@ -82,6 +83,7 @@ def main() -> None:
             run("detect", str(video), "--frames", "12", env=env)
             run("animate", "--source", str(image), "--driving", str(video), "--out", str(animated), env=env)
             run("detect", str(animated), "--frames", "12", env=env)
+            run("provenance", "verify", str(animated), env=env)
             # Real-ESRGAN takes seconds per 10,000 pixels on a CPU: enhance a small copy.
             small, restored = workdir / "small.png", OUTPUT / "restored.png"
             portrait = Image.open(image).convert("RGB")

@@ -21,7 +21,7 @@ from typing import Callable
 
 import grpc
 
-from dfp.client import ApiError, Client, OperationFailed, operation_result
+from dfp.client import ApiError, Client, OperationFailed, operation_result, sha256_file
 from dfp.redteam import inputs as inputs_lib
 from dfp.redteam.config import Detector, Enhancement, RunConfig
 from dfp.v1 import common_pb2, creation_pb2, detection_pb2, enhancement_pb2
@@ -116,8 +116,6 @@ class Runner:
         uploads = self.state.data["uploads"]
         if prepared.key in uploads:
             return uploads[prepared.key]
-        from dfp.client import sha256_file
-
         labels = {"redteam_run": self.run.name, "redteam_fingerprint": self.fingerprint,
                   "redteam_input": prepared.key.replace(":", "-")}
         if self._stored is None:

@@ -183,6 +183,8 @@ class ModelServerSettings:
     batch_timeout_micros: int
     num_batch_threads: int
     metrics_listen: str
+    # Plaintext health checking only, for probes when the service port speaks mutual TLS.
+    health_listen: str = ""
 
     @classmethod
     def from_env(cls) -> "ModelServerSettings":
@@ -194,6 +196,7 @@ class ModelServerSettings:
             batch_timeout_micros=_env_int("DFP_BATCH_TIMEOUT_MICROS", 2000),
             num_batch_threads=_env_int("DFP_NUM_BATCH_THREADS", 2),
             metrics_listen=_env("DFP_METRICS_LISTEN", ""),
+            health_listen=_env("DFP_HEALTH_LISTEN", ""),
         )
 
 
@@ -220,6 +223,8 @@ class EnhancerSettings:
     dfdnet_checkpoint: str = ""
     dfdnet_dictionary: str = ""
     vgg19: str = ""
+    # Plaintext health checking only, for probes when the service port speaks mutual TLS.
+    health_listen: str = ""
 
     @classmethod
     def from_env(cls) -> "EnhancerSettings":
@@ -238,6 +243,7 @@ class EnhancerSettings:
             dfdnet_checkpoint=_env("DFP_DFDNET_CHECKPOINT", ""),
             dfdnet_dictionary=_env("DFP_DFDNET_DICTIONARY", ""),
             vgg19=_env("DFP_VGG19", ""),
+            health_listen=_env("DFP_HEALTH_LISTEN", ""),
         )
 
 

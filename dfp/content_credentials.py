@@ -15,7 +15,6 @@ Formats: PNG, JPEG, WebP and MP4, the formats the platform writes.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import os
 import pathlib
@@ -48,51 +47,20 @@ class SigningIdentity:
 def create_identity(folder: pathlib.Path, organisation: str = "dfp", days: int = 730) -> dict[str, pathlib.Path]:
     """A private CA and an ES256 signer it issued, as PEM files in `folder`: ca.pem (the trust
     anchor), signer-chain.pem (signer then CA) and signer-key.pem (owner-readable only)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    def name(common_name: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation)])
+    from dfp import pki
 
-    def usage(**granted) -> x509.KeyUsage:
-        flags = dict.fromkeys(("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-                               "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"), False)
-        return x509.KeyUsage(**{**flags, **granted})
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, signer_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name(f"{organisation} content credentials CA"))
-          .issuer_name(name(f"{organisation} content credentials CA")).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=days))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(usage(key_cert_sign=True, crl_sign=True), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = pki.new_ca(f"{organisation} content credentials CA", organisation, days)
     # C2PA wants a leaf that signs documents: digitalSignature, an email-protection extended usage, not a CA.
-    signer = (x509.CertificateBuilder().subject_name(name(f"{organisation} generated-media signer"))
-              .issuer_name(ca.subject).public_key(signer_key.public_key())
-              .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-              .not_valid_after(now + datetime.timedelta(days=days))
-              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-              .add_extension(usage(digital_signature=True), critical=True)
-              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-              .add_extension(x509.SubjectKeyIdentifier.from_public_key(signer_key.public_key()), critical=False)
-              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-              .sign(ca_key, hashes.SHA256()))
+    signer = pki.issue(ca, f"{organisation} generated-media signer", organisation, days,
+                       [ExtendedKeyUsageOID.EMAIL_PROTECTION])
     folder.mkdir(parents=True, exist_ok=True)
-    pem = serialization.Encoding.PEM
     paths = {"trust_anchor": folder / "ca.pem", "certificate_chain": folder / "signer-chain.pem",
              "private_key": folder / "signer-key.pem"}
-    paths["trust_anchor"].write_bytes(ca.public_bytes(pem))
-    paths["certificate_chain"].write_bytes(signer.public_bytes(pem) + ca.public_bytes(pem))
-    key_bytes = signer_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    descriptor = os.open(paths["private_key"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as f:
-        f.write(key_bytes)
+    paths["trust_anchor"].write_bytes(ca.certificate_pem())
+    paths["certificate_chain"].write_bytes(signer.certificate_pem() + ca.certificate_pem())
+    pki.write_private(paths["private_key"], signer.key_pem())
     return paths
 
 

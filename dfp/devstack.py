@@ -5,7 +5,8 @@ with the animation model and the registry's face swap models), the enhancer serv
 Used by `make demo`, the integration tests and the benchmarks, so all of them run the real servers the
 same way. Each process gets free ports on 127.0.0.1 and its logs in the stack's folder; `stop`
 ends them all (also when start fails half-way). The gateway signs generated media with a C2PA
-identity made for the stack (trust anchor in DFP_C2PA_TRUST_ANCHORS of `env()`).
+identity made for the stack (trust anchor in DFP_C2PA_TRUST_ANCHORS of `env()`), and calls the model
+server and the enhancer over mutual TLS with certificates made for the stack (`mtls_dir`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dfp.content_credentials import create_identity
+from dfp.pki import create_mtls
 from dfp.local_s3 import LocalS3, free_port
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -64,6 +66,10 @@ class LocalStack:
         self.enhancer_target = f"127.0.0.1:{free_port()}"
         self.metrics_ports = {"gateway": free_port(), "model_server": free_port(), "enhancer": free_port(),
                               "creator": free_port()}
+        # The model server and the enhancer speak mutual TLS (as the chart's internalTls does) and
+        # answer plaintext health checks on these ports.
+        self.health_ports = {"model_server": free_port(), "enhancer": free_port()}
+        self.mtls_dir = self.workdir / "mtls"
         self.token = ""  # an API token of team "default", made at start
         # A private C2PA signing identity, made at start: the gateway signs what it generates with it.
         self.c2pa_dir = self.workdir / "c2pa"
@@ -85,6 +91,9 @@ class LocalStack:
             "DFP_C2PA_CERT": str(self.c2pa_dir / "signer-chain.pem"),
             "DFP_C2PA_KEY": str(self.c2pa_dir / "signer-key.pem"),
             "DFP_C2PA_TRUST_ANCHORS": str(self.c2pa_dir / "ca.pem"),
+            "DFP_MTLS_CA": str(self.mtls_dir / "ca.crt"),
+            "DFP_MTLS_CERT": str(self.mtls_dir / "tls.crt"),
+            "DFP_MTLS_KEY": str(self.mtls_dir / "tls.key"),
             **({"DFP_CREATOR_TARGET": self.creator_target} if self.creator_target else {}),
             "PYTHONPATH": str(REPO),
             **self.extra_env,
@@ -112,11 +121,14 @@ class LocalStack:
     def start_process(self, name: str, module: str, target: str, service: str) -> None:
         log = open(self.log_path(name), "ab")
         env = {**self.env(), "DFP_METRICS_LISTEN": f"127.0.0.1:{self.metrics_ports[name]}"}
+        health_target = target
+        if name in self.health_ports:
+            health_target = env["DFP_HEALTH_LISTEN"] = f"127.0.0.1:{self.health_ports[name]}"
         process = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=REPO, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self._processes[name] = process
-        wait_healthy(target, service, process=process, log=self.log_path(name))
+        wait_healthy(health_target, service, process=process, log=self.log_path(name))
 
     def start(self) -> "LocalStack":
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -124,6 +136,7 @@ class LocalStack:
             self.s3.start()
             self.token = self.create_token("default", "local stack")
             create_identity(self.c2pa_dir, "dfp local stack")
+            create_mtls(self.mtls_dir, ["127.0.0.1", "localhost"], "dfp local stack")
             self.start_model_server()
             if self.animation_model is not None:
                 self.start_creator()

@@ -1,9 +1,12 @@
-"""gRPC plumbing shared by every server and client: message limits, health, graceful shutdown."""
+"""gRPC plumbing shared by every server and client: message limits, health, graceful shutdown, and the
+mutual TLS the platform's services may speak among themselves."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -37,16 +40,41 @@ _RETRY_UNAVAILABLE = json.dumps({"methodConfig": [{
 }]})
 
 
-def insecure_channel(target: str, retry_unavailable: bool = False) -> grpc.Channel:
-    """A channel to a service of the platform. With ``retry_unavailable``, calls are retried on
-    UNAVAILABLE and the channel reconnects within 2 s of the server coming back (gRPC's default
-    reconnect backoff grows to two minutes)."""
+@dataclasses.dataclass(frozen=True)
+class MutualTls:
+    """Mutual TLS between the platform's services: the CA every service trusts, and this process's
+    certificate (chain) and key, which it shows as a server and as a client alike."""
+
+    ca: bytes
+    certificate: bytes
+    key: bytes
+
+    @classmethod
+    def from_env(cls) -> "MutualTls | None":
+        """From the PEM files DFP_MTLS_CA, DFP_MTLS_CERT and DFP_MTLS_KEY; None when none is set."""
+        paths = [os.environ.get(name, "") for name in ("DFP_MTLS_CA", "DFP_MTLS_CERT", "DFP_MTLS_KEY")]
+        if not any(paths):
+            return None
+        if not all(paths):
+            raise ValueError("set all of DFP_MTLS_CA, DFP_MTLS_CERT and DFP_MTLS_KEY for mutual TLS, or none")
+        return cls(*(open(path, "rb").read() for path in paths))
+
+
+def service_channel(target: str, retry_unavailable: bool = False, mtls: MutualTls | None = None) -> grpc.Channel:
+    """A channel to a service of the platform, plaintext or, with ``mtls``, TLS that checks the server
+    against the platform's CA and shows this process's certificate. With ``retry_unavailable``, calls
+    are retried on UNAVAILABLE and the channel reconnects within 2 s of the server coming back (gRPC's
+    default reconnect backoff grows to two minutes)."""
     options = list(CHANNEL_OPTIONS)
     if retry_unavailable:
         options += [("grpc.enable_retries", 1), ("grpc.service_config", _RETRY_UNAVAILABLE),
                     ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
                     ("grpc.max_reconnect_backoff_ms", 2000)]
-    return grpc.insecure_channel(target, options=options)
+    if mtls is None:
+        return grpc.insecure_channel(target, options=options)
+    credentials = grpc.ssl_channel_credentials(root_certificates=mtls.ca, private_key=mtls.key,
+                                               certificate_chain=mtls.certificate)
+    return grpc.secure_channel(target, credentials, options=options)
 
 
 class Server:
@@ -55,8 +83,9 @@ class Server:
     `services` are (add_servicer_to_server, servicer, full service name) triples; each name is
     reported SERVING on the health service once `start` returns, and NOT_SERVING while draining.
     `interceptors` see every call first; with `tls` (certificate chain PEM, private key PEM) the port
-    speaks TLS only. `health_address`, when set, serves the health service alone in plaintext there,
-    for probes that cannot speak TLS (Kubernetes' gRPC probes).
+    speaks TLS only; with `mtls` it speaks TLS only and admits only clients whose certificate the
+    platform's CA signed. `health_address`, when set, serves the health service alone in plaintext
+    there, for probes that cannot speak TLS (Kubernetes' gRPC probes).
     """
 
     def __init__(
@@ -68,7 +97,10 @@ class Server:
         interceptors: Iterable[grpc.ServerInterceptor] = (),
         tls: tuple[bytes, bytes] | None = None,
         health_address: str = "",
+        mtls: MutualTls | None = None,
     ):
+        if tls is not None and mtls is not None:
+            raise ValueError("a port speaks either TLS to any client or mutual TLS, not both")
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=CHANNEL_OPTIONS,
                                    interceptors=list(interceptors))
         self._health = health.HealthServicer()
@@ -83,10 +115,14 @@ class Server:
             [*self._names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self._server,
         )
-        if tls is None:
-            self.port = self._server.add_insecure_port(address)
-        else:
+        if mtls is not None:
+            credentials = grpc.ssl_server_credentials([(mtls.key, mtls.certificate)], root_certificates=mtls.ca,
+                                                      require_client_auth=True)
+            self.port = self._server.add_secure_port(address, credentials)
+        elif tls is not None:
             self.port = self._server.add_secure_port(address, grpc.ssl_server_credentials([(tls[1], tls[0])]))
+        else:
+            self.port = self._server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
         self._health_server = None

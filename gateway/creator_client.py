@@ -12,7 +12,7 @@ import dataclasses
 import grpc
 import numpy as np
 
-from dfp.grpc_util import insecure_channel
+from dfp.grpc_util import service_channel
 from dfp.observability import outgoing_metadata
 from dfp.torchserve import inference_pb2, inference_pb2_grpc
 from gateway.errors import ApiError, InvalidArgument, ResourceNotFound, Unavailable
@@ -79,7 +79,8 @@ class TorchServeSwapper:
 
 class CreatorClient:
     def __init__(self, target: str, timeout_s: float = 120.0):
-        self._channel = insecure_channel(target, retry_unavailable=True)
+        # TorchServe verifies no client certificate; only its NetworkPolicy keeps other callers out.
+        self._channel = service_channel(target, retry_unavailable=True)
         self._stub = inference_pb2_grpc.InferenceAPIsServiceStub(self._channel)
         self._timeout_s = timeout_s
 

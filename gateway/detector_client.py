@@ -13,7 +13,7 @@ import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from dfp.grpc_util import insecure_channel
+from dfp.grpc_util import MutualTls, service_channel
 from dfp.observability import outgoing_metadata
 from gateway.errors import ApiError, InvalidArgument, ResourceNotFound, Unavailable
 
@@ -46,8 +46,8 @@ class Prediction:
 
 
 class DetectorClient:
-    def __init__(self, target: str, timeout_s: float = 30.0):
-        self._channel = insecure_channel(target, retry_unavailable=True)
+    def __init__(self, target: str, timeout_s: float = 30.0, mtls: MutualTls | None = None):
+        self._channel = service_channel(target, retry_unavailable=True, mtls=mtls)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._timeout_s = timeout_s
 

@@ -7,14 +7,14 @@ from collections.abc import Callable
 import grpc
 
 from dfp.enhancer.v1 import enhancer_pb2, enhancer_pb2_grpc
-from dfp.grpc_util import insecure_channel
+from dfp.grpc_util import MutualTls, service_channel
 from dfp.observability import outgoing_metadata
 from gateway.errors import ApiError, FailedPrecondition, InvalidArgument, LimitExceeded, ResourceNotFound, Unavailable
 
 
 class EnhancerClient:
-    def __init__(self, target: str, timeout_s: float = 3600.0):
-        self._channel = insecure_channel(target, retry_unavailable=True)
+    def __init__(self, target: str, timeout_s: float = 3600.0, mtls: MutualTls | None = None):
+        self._channel = service_channel(target, retry_unavailable=True, mtls=mtls)
         self._stub = enhancer_pb2_grpc.EnhancerServiceStub(self._channel)
         self._timeout_s = timeout_s
 

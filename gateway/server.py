@@ -10,7 +10,7 @@ from google.longrunning import operations_pb2_grpc
 from dfp.audit import AuditLog
 from dfp.config import GatewaySettings
 from dfp.faces import FaceDetector
-from dfp.grpc_util import Server
+from dfp.grpc_util import MutualTls, Server
 from dfp.observability import CallMetricsInterceptor
 from dfp.quotas import QuotaStore
 from dfp.registry import ModelRegistry
@@ -63,9 +63,11 @@ class Gateway:
                                 credentials=SigningIdentity.from_files(settings.c2pa_cert, settings.c2pa_key),
                                 on_generated=self._audit_generated)
         self.jobs = JobStore(self.store, concurrent_jobs_quota=lambda team: quota_of(team).concurrent_jobs)
-        self.detector = DetectorClient(settings.detector_target, settings.detector_timeout_s)
+        # Mutual TLS to the model server and the enhancer when DFP_MTLS_* name the certificates.
+        mtls = MutualTls.from_env()
+        self.detector = DetectorClient(settings.detector_target, settings.detector_timeout_s, mtls)
         self.creator = CreatorClient(settings.creator_target, settings.creator_timeout_s)
-        self.enhancer = EnhancerClient(settings.enhancer_target, settings.enhancer_timeout_s)
+        self.enhancer = EnhancerClient(settings.enhancer_target, settings.enhancer_timeout_s, mtls)
         face_detector = FaceDetector()
         registry = ModelRegistry(self.store)
         pipeline = DetectionPipeline(self.detector, face_detector)

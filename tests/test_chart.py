@@ -97,7 +97,9 @@ def test_the_enhancer_runs_on_a_gpu_with_grpc_probes_reachable_only_from_the_gat
     enhancer = container(by_kind(docs, "Deployment")["release-dfp-enhancer"], "enhancer")
     assert enhancer["command"] == ["python", "-m", "services.enhancer.server", "--preload", "esrgan-x4"]
     assert enhancer["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert enhancer["readinessProbe"]["grpc"]["port"] == 50053
+    # gpu-values turns mutual TLS on: the probes use the plaintext health-only port.
+    assert enhancer["readinessProbe"]["grpc"]["port"] == enhancer["livenessProbe"]["grpc"]["port"] == 8087
+    assert container(by_kind(render(), "Deployment")["release-dfp-enhancer"], "enhancer")["readinessProbe"]["grpc"]["port"] == 50053
     env = {e["name"]: e.get("value") for e in enhancer["env"]}
     assert env["DFP_ENHANCER_LISTEN"] == "0.0.0.0:50053" and env["DFP_ENHANCER_HALF"] == "1"
     assert "DFP_S3_SECRET_KEY" in env
@@ -179,6 +181,27 @@ def test_the_c2pa_signing_identity_comes_from_its_own_secret_beside_tls():
     assert volumes["c2pa"] == {"secretName": "dfp-c2pa", "defaultMode": 0o400}
     defaults = container(by_kind(render(), "Deployment")["release-dfp-gateway"], "gateway")
     assert "DFP_C2PA_KEY" not in {e["name"] for e in defaults["env"]}
+
+
+def test_internal_mutual_tls_gives_the_gateway_enhancer_and_tf_serving_the_secret():
+    docs = render(None, "internalTls.secretName=dfp-mtls")
+    deployments = by_kind(docs, "Deployment")
+    expected = {"DFP_MTLS_CA": "/etc/dfp/mtls/ca.crt", "DFP_MTLS_CERT": "/etc/dfp/mtls/tls.crt",
+                "DFP_MTLS_KEY": "/etc/dfp/mtls/tls.key"}
+    for component, name in (("gateway", "gateway"), ("enhancer", "enhancer")):
+        serving = container(deployments[f"release-dfp-{component}"], name)
+        env = {e["name"]: e.get("value") for e in serving["env"]}
+        assert {k: env[k] for k in expected} == expected, component
+        assert {"name": "mtls", "mountPath": "/etc/dfp/mtls", "readOnly": True} in serving["volumeMounts"]
+    detector = deployments["release-dfp-detector"]["spec"]["template"]["spec"]
+    init = next(c for c in detector["initContainers"] if c["name"] == "ssl-config")
+    assert "write_tf_serving_ssl_config" in init["command"][-1]
+    assert "--ssl_config_file=/ssl/ssl.config" in container(deployments["release-dfp-detector"], "tf-serving")["args"]
+    volumes = {v["name"]: v for v in detector["volumes"]}
+    assert volumes["mtls"]["secret"]["secretName"] == "dfp-mtls" and volumes["ssl-config"]["emptyDir"]["medium"] == "Memory"
+    plain = by_kind(render(), "Deployment")
+    assert "DFP_MTLS_CA" not in {e["name"] for e in container(plain["release-dfp-gateway"], "gateway")["env"]}
+    assert "--ssl_config_file=/ssl/ssl.config" not in container(plain["release-dfp-detector"], "tf-serving")["args"]
 
 
 def test_external_s3_uses_the_given_secret_and_runs_no_minio():

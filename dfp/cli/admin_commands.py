@@ -156,5 +156,29 @@ def c2pa_identity_command(out, organisation, days):
         click.echo(f"{role}: {path}")
 
 
+@admin.command("mtls")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=pathlib.Path),
+              help="Folder for ca.crt, tls.crt and tls.key.")
+@click.option("--name", "names", multiple=True, required=True,
+              help="A DNS name (or IP address) the services are called by; repeatable.")
+@click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
+def mtls_command(out, names, days):
+    """Make a CA and a certificate for mutual TLS between the platform's services.
+
+    The one certificate serves every name given and is also the gateway's client certificate. In the
+    chart: `kubectl create secret generic dfp-mtls --from-file=OUT/ca.crt --from-file=OUT/tls.crt
+    --from-file=OUT/tls.key` and `--set internalTls.secretName=dfp-mtls`. Elsewhere: DFP_MTLS_CA,
+    DFP_MTLS_CERT, DFP_MTLS_KEY.
+
+    \b
+    Example:
+      dfp admin mtls --out secrets/mtls --name dfp-detector --name dfp-enhancer
+    """
+    from dfp.pki import create_mtls
+
+    for role, path in create_mtls(out, list(names), days=days).items():
+        click.echo(f"{role}: {path}")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(admin)

@@ -47,7 +47,8 @@ def test_every_service_reports_serving_on_the_health_protocol(stack):
         (stack.gateway_target, "dfp.v1.MediaService"),
         (stack.gateway_target, "google.longrunning.Operations"),
         (stack.gateway_target, "dfp.v1.CreationService"),
-        (stack.model_server_target, "tensorflow.serving.PredictionService"),
+        (f"127.0.0.1:{stack.health_ports['model_server']}", "tensorflow.serving.PredictionService"),
+        (f"127.0.0.1:{stack.health_ports['enhancer']}", "dfp.enhancer.v1.EnhancerService"),
     ):
         with grpc.insecure_channel(target) as channel:
             response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)

@@ -1,7 +1,9 @@
 """Runs the TensorFlow Serving API model server: `python -m services.detector.model_server`.
 
 Flags follow tensorflow_model_server's names where they exist. Each `--model NAME` is served from
-`<model_base_path>/NAME`; without any, every model directory under the base path is served.
+`<model_base_path>/NAME`; without any, every model directory under the base path is served. With
+DFP_MTLS_* the port admits only clients with a certificate from the platform's CA (as TF Serving's
+ssl_config with client_verify does); DFP_HEALTH_LISTEN then serves plaintext health checks.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pathlib
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from dfp.config import ModelServerSettings
-from dfp.grpc_util import Server, wait_for_signal
+from dfp.grpc_util import MutualTls, Server, wait_for_signal
 from dfp.observability import CallMetricsInterceptor, configure_logging, start_metrics_server
 from services.detector.model_server.servables import BatchingParameters, ServableManager
 from services.detector.model_server.servicer import ModelServicer, PredictionServicer
@@ -25,6 +27,8 @@ def build_server(
     batching: BatchingParameters | None,
     poll_wait_s: float,
     interceptors: tuple = (),
+    mtls: MutualTls | None = None,
+    health_address: str = "",
 ) -> tuple[Server, ServableManager]:
     manager = ServableManager(models, batching, poll_wait_s)
     server = Server(
@@ -43,6 +47,8 @@ def build_server(
         ],
         max_workers=64,
         interceptors=interceptors,
+        mtls=mtls,
+        health_address=health_address,
     )
     return server, manager
 
@@ -85,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.enable_batching:
         batching = BatchingParameters(args.max_batch_size, args.batch_timeout_micros, args.num_batch_threads)
     server, manager = build_server(args.listen, models, batching, args.file_system_poll_wait_seconds,
-                                   interceptors=(CallMetricsInterceptor("model_server"),))
+                                   interceptors=(CallMetricsInterceptor("model_server"),), mtls=MutualTls.from_env(),
+                                   health_address=settings.health_listen)
     manager.start()
     server.start()
     metrics_port = start_metrics_server(args.metrics_listen)

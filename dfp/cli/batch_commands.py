@@ -140,7 +140,7 @@ def enhance_command(model, scale, **options):
     """Submit a batch enhancement (each item becomes a new stored media item); prints the batch id.
 
     The pods only drive the gateway's jobs: the enhancer service does the work on its GPUs, so the
-    pods need no GPU.
+    pods need no GPU. SOURCE may be an s3://bucket/prefix, as for `dfp batch detect`.
 
     \b
     Example:

@@ -90,25 +90,35 @@ def render(spec: BatchSpec, batch_id: str) -> list[dict]:
                   else "stored media names (media/...) or, with a source secret, s3:// objects")
         raise BatchError(f"items must be {wanted}, got {bad[:3]}")
     parts = shards(spec.items, spec.parallelism)
-    name = f"dfp-batch-{batch_id}"
-    labels = {LABEL: batch_id, "app.kubernetes.io/name": "dfp", "app.kubernetes.io/component": "batch"}
-    config_map = {"apiVersion": "v1", "kind": "ConfigMap",
-                  "metadata": {"name": name, "namespace": spec.namespace, "labels": labels},
-                  "data": {**{f"shard-{k}": "\n".join(part) + "\n" for k, part in enumerate(parts)},
-                           TASK_KEY: json.dumps({"task": spec.task, "arguments": spec.work_arguments()})}}
+    config_map = _config_map(spec, batch_id, {f"shard-{k}": "\n".join(part) + "\n" for k, part in enumerate(parts)},
+                             spec.task, spec.work_arguments())
     jobs = [_job(spec, batch_id, k, ["dfp", "batch", "work", "--batch", batch_id, "--items", f"{ITEMS_DIR}/shard-{k}",
                                      *spec.work_arguments()])
             for k in range(len(parts))]
     return [config_map, *jobs]
 
 
+def _name(batch_id: str) -> str:
+    return f"dfp-batch-{batch_id}"
+
+
+def _labels(batch_id: str) -> dict[str, str]:
+    return {LABEL: batch_id, "app.kubernetes.io/name": "dfp", "app.kubernetes.io/component": "batch"}
+
+
+def _config_map(spec: BatchSpec, batch_id: str, data: dict[str, str], task: str, arguments: list[str]) -> dict:
+    """The batch's ConfigMap: `data` (item lists or a configuration) and the task with its arguments."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": _name(batch_id), "namespace": spec.namespace, "labels": _labels(batch_id)},
+            "data": {**data, TASK_KEY: json.dumps({"task": task, "arguments": arguments})}}
+
+
 def _job(spec: BatchSpec, batch_id: str, shard: int, command: list[str], memory: str = "1Gi",
          scratch: str | None = None) -> dict:
     """One shard's Job: one pod running `command` with the batch's ConfigMap at ITEMS_DIR (and an
     empty scratch folder at `scratch` when given), the team token from its Secret."""
-    name = f"dfp-batch-{batch_id}"
-    labels = {LABEL: batch_id, "app.kubernetes.io/name": "dfp", "app.kubernetes.io/component": "batch",
-              "dfp.io/shard": str(shard)}
+    name = _name(batch_id)
+    labels = {**_labels(batch_id), "dfp.io/shard": str(shard)}
     resources = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": memory}}
     if spec.gpus:
         resources["limits"]["nvidia.com/gpu"] = str(spec.gpus)
@@ -161,40 +171,26 @@ def render_redteam(spec: BatchSpec, batch_id: str, config_text: str) -> list[dic
     from dfp.redteam import config as redteam_config
 
     try:
-        run = redteam_config.parse(yaml_load(config_text))
+        run = redteam_config.parse(_yaml_load(config_text))
     except redteam_config.ConfigError as exc:
         raise BatchError(f"red-team configuration: {exc}") from None
     local = [p for p in (*run.sources, *run.real_clips) if not redteam_config.is_media_name(p)]
     if local:
         raise BatchError(f"a red-team run in a cluster reads stored media only: upload {local[0]} with `dfp upload` "
                          "and name it as media/... in the configuration")
-    name = f"dfp-batch-{batch_id}"
-    labels = {LABEL: batch_id, "app.kubernetes.io/name": "dfp", "app.kubernetes.io/component": "batch"}
-    config_map = {"apiVersion": "v1", "kind": "ConfigMap",
-                  "metadata": {"name": name, "namespace": spec.namespace, "labels": labels},
-                  "data": {REDTEAM_CONFIG_KEY: config_text,
-                           TASK_KEY: json.dumps({"task": REDTEAM, "arguments": []})}}
+    config_map = _config_map(spec, batch_id, {REDTEAM_CONFIG_KEY: config_text}, REDTEAM, [])
     command = ["dfp", "redteam", "run", "--config", f"{ITEMS_DIR}/{REDTEAM_CONFIG_KEY}", "--out", f"{SCRATCH_DIR}/run",
                "--quiet", "--json"]
     return [config_map, _job(spec, batch_id, 0, command, memory="4Gi", scratch=SCRATCH_DIR)]
 
 
-def yaml_load(text: str):
+def _yaml_load(text: str):
     import yaml
 
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise BatchError(f"not valid YAML: {exc}") from None
-
-
-def redteam_config_of(api_client, namespace: str, batch_id: str) -> str:
-    from kubernetes import client
-
-    config_map = client.CoreV1Api(api_client).read_namespaced_config_map(f"dfp-batch-{batch_id}", namespace)
-    if REDTEAM_CONFIG_KEY not in config_map.data:
-        raise BatchError(f"batch {batch_id} is not a red-team run")
-    return config_map.data[REDTEAM_CONFIG_KEY]
 
 
 def submit(api_client, manifests: list[dict]) -> None:
@@ -248,20 +244,20 @@ def cancel(api_client, namespace: str, batch_id: str) -> int:
     return len(jobs)
 
 
-def items_of(api_client, namespace: str, batch_id: str) -> list[str]:
+def batch_data(api_client, namespace: str, batch_id: str) -> dict[str, str]:
+    """What the batch's ConfigMap holds (item lists or a red-team configuration, and the task)."""
     from kubernetes import client
 
-    config_map = client.CoreV1Api(api_client).read_namespaced_config_map(f"dfp-batch-{batch_id}", namespace)
-    return [line for key, data in config_map.data.items() if key.startswith("shard-")
-            for line in data.splitlines() if line]
+    return client.CoreV1Api(api_client).read_namespaced_config_map(_name(batch_id), namespace).data
 
 
-def task_of(api_client, namespace: str, batch_id: str) -> dict:
+def items_of(data: dict[str, str]) -> list[str]:
+    return [line for key, text in data.items() if key.startswith("shard-") for line in text.splitlines() if line]
+
+
+def task_of(data: dict[str, str]) -> dict:
     """The batch's task and its `dfp batch work` arguments (batches from before tasks: detection)."""
-    from kubernetes import client
-
-    config_map = client.CoreV1Api(api_client).read_namespaced_config_map(f"dfp-batch-{batch_id}", namespace)
-    return json.loads(config_map.data.get(TASK_KEY, json.dumps({"task": DETECT, "arguments": []})))
+    return json.loads(data.get(TASK_KEY, json.dumps({"task": DETECT, "arguments": []})))
 
 
 def request_id(batch_id: str, item: str) -> str:

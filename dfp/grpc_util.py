@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import pathlib
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -57,7 +58,7 @@ class MutualTls:
             return None
         if not all(paths):
             raise ValueError("set all of DFP_MTLS_CA, DFP_MTLS_CERT and DFP_MTLS_KEY for mutual TLS, or none")
-        return cls(*(open(path, "rb").read() for path in paths))
+        return cls(*(pathlib.Path(path).read_bytes() for path in paths))
 
 
 def service_channel(target: str, retry_unavailable: bool = False, mtls: MutualTls | None = None) -> grpc.Channel:

@@ -262,12 +262,12 @@ def collect_command(batch_id, out, kubeconfig, namespace):
     again by its request id, never recomputed)."""
     from dfp import batch as batch_lib
 
-    api = _api(kubeconfig)
-    if batch_lib.task_of(api, namespace, batch_id)["task"] == batch_lib.REDTEAM:
-        _collect_redteam(batch_lib.redteam_config_of(api, namespace, batch_id), out)
+    data = batch_lib.batch_data(_api(kubeconfig), namespace, batch_id)
+    task = batch_lib.task_of(data)
+    if task["task"] == batch_lib.REDTEAM:
+        _collect_redteam(data[batch_lib.REDTEAM_CONFIG_KEY], out)
         return
-    items = batch_lib.items_of(api, namespace, batch_id)
-    rows = list(_rows(batch_id, items, batch_lib.task_of(api, namespace, batch_id)["arguments"]))
+    rows = list(_rows(batch_id, batch_lib.items_of(data), task["arguments"]))
     _write_report(rows, out)
     errors = sum(1 for row in rows if row["error"])
     click.echo(f"{out}: {len(rows)} items, {errors} with errors")

@@ -19,7 +19,7 @@ import pathlib
 
 from PIL import Image
 
-from dfp.redteam.report import frame_crops
+from dfp.redteam.report import frame_crops, scored_frames
 from services.detector.training.dataset import FAKE, LABELS_FILE, read_labels
 
 
@@ -31,11 +31,6 @@ class HardExampleSettings:
     base_train: int = 2000
     base_val: int = 0  # 0 keeps the whole validation split
     oversample: int = 4
-
-
-def _frames(state: dict, detector: str, variant: dict) -> list[dict]:
-    result = state["steps"].get(f"detect/{detector}/{variant['key']}", {}).get("result")
-    return [{"variant": variant["key"], **f} for f in (result or {}).get("frames", []) if f["score"] is not None]
 
 
 def build(run_folder: pathlib.Path, state: dict, base_data: pathlib.Path, out: pathlib.Path,
@@ -57,7 +52,7 @@ def build(run_folder: pathlib.Path, state: dict, base_data: pathlib.Path, out: p
     missed = 0
     for variant in variants:
         group = f"redteam/{variant['item']}"
-        for frame in _frames(state, settings.detector, variant):
+        for frame in scored_frames(state, settings.detector, variant):
             if variant["kind"] == "real":
                 chosen.append((frame, "real", "test" if variant["clip"] in heldout_clips else "train", group))
             elif variant["kind"] in settings.holdout_methods:

@@ -97,23 +97,34 @@ def paired_delta(fake_base: Samples, fake_enhanced: Samples, real_base: Samples,
     return {"delta_auc": round(enhanced - base, 4), "delta_auc_ci95": _interval(deltas)}
 
 
+def enhancement_key(variant: dict) -> str:
+    """A planned variant's enhancement as the configuration names it: none, or model@xscale."""
+    enhancement = variant["enhancement"]
+    return "none" if enhancement["model"] == "none" else f"{enhancement['model']}@x{enhancement['scale']}"
+
+
+def detection(state: dict, detector: str, variant: dict) -> dict | None:
+    """What the detector said of a variant (model and per-frame scores); None if it never scored it."""
+    return state["steps"].get(f"detect/{detector}/{variant['key']}", {}).get("result")
+
+
+def scored_frames(state: dict, detector: str, variant: dict) -> list[dict]:
+    """The variant's frames where the detector scored a face, each tagged with the variant's key."""
+    return [{"variant": variant["key"], **frame} for frame in (detection(state, detector, variant) or {}).get("frames", [])
+            if frame["score"] is not None]
+
+
 def compute(state: dict, threshold: float, bootstrap: int, seed: int, enhance_reals: bool) -> dict:
     """Every metric of the report, from a run's state."""
     rng = np.random.default_rng(seed)
     variants = state["plan"]["variants"]
     steps = state["steps"]
     detectors = sorted({key.split("/")[1] for key in steps if key.startswith("detect/")})
-    enhancements = list(dict.fromkeys(v["enhancement"]["model"] if v["enhancement"]["model"] == "none"
-                                      else f"{v['enhancement']['model']}@x{v['enhancement']['scale']}"
-                                      for v in variants))
+    enhancements = list(dict.fromkeys(enhancement_key(v) for v in variants))
     methods = list(dict.fromkeys(v["kind"] for v in variants if v["kind"] != "real"))
 
-    def enhancement_key(variant: dict) -> str:
-        e = variant["enhancement"]
-        return "none" if e["model"] == "none" else f"{e['model']}@x{e['scale']}"
-
     def samples(detector: str, kind: str, enhancement: str) -> Samples:
-        chosen = [(v["item"], steps.get(f"detect/{detector}/{v['key']}", {}).get("result")) for v in variants
+        chosen = [(v["item"], detection(state, detector, v)) for v in variants
                   if v["kind"] == kind and enhancement_key(v) == enhancement]
         return _samples([(item, result) for item, result in chosen if result is not None])
 
@@ -150,14 +161,8 @@ def compute(state: dict, threshold: float, bootstrap: int, seed: int, enhance_re
 
 def hardest_fakes(state: dict, detector: str, count: int = HARDEST_COUNT) -> list[dict]:
     """The fake frames this detector scored lowest (most confidently called real)."""
-    frames = []
-    for variant in state["plan"]["variants"]:
-        if variant["kind"] == "real":
-            continue
-        result = state["steps"].get(f"detect/{detector}/{variant['key']}", {}).get("result")
-        for frame in (result or {}).get("frames", []):
-            if frame["score"] is not None:
-                frames.append({"variant": variant["key"], **frame})
+    frames = [frame for variant in state["plan"]["variants"] if variant["kind"] != "real"
+              for frame in scored_frames(state, detector, variant)]
     return sorted(frames, key=lambda f: f["score"])[:count]
 
 
@@ -245,11 +250,8 @@ def write_score_figure(path: pathlib.Path, state: dict, metrics: dict) -> None:
     for axis, detector in zip(axes[:, 0], detectors):
         columns: dict[str, list[float]] = {}
         for variant in state["plan"]["variants"]:
-            e = variant["enhancement"]
-            label = f"{variant['kind']}\n{'none' if e['model'] == 'none' else e['model'] + '@x' + str(e['scale'])}"
-            result = state["steps"].get(f"detect/{detector}/{variant['key']}", {}).get("result")
-            columns.setdefault(label, []).extend(f["score"] for f in (result or {}).get("frames", [])
-                                                 if f["score"] is not None)
+            label = f"{variant['kind']}\n{enhancement_key(variant)}"
+            columns.setdefault(label, []).extend(f["score"] for f in scored_frames(state, detector, variant))
         labels = [k for k, v in columns.items() if v]
         if labels:
             axis.boxplot([columns[k] for k in labels], tick_labels=labels)

@@ -26,10 +26,37 @@ import urllib3
 from minio import Minio
 
 
+_LOWEST_PORT = 10000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port on 127.0.0.1 that is free now, for a server started later.
+
+    It is drawn below the kernel's ephemeral range: a port from that range (what binding port 0
+    gives) can be taken meanwhile by any outgoing connection, and a server starting a minute later
+    (after TorchServe, say) then fails with "address already in use". A port is never handed out
+    twice by one process."""
+    end = _ephemeral_ports_start()
+    for _ in range(1000):
+        port = secrets.randbelow(end - _LOWEST_PORT) + _LOWEST_PORT
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise OSError(f"no free port found between {_LOWEST_PORT} and {end}")
 
 
 def _weed_binary() -> str:

@@ -18,3 +18,10 @@ def test_the_local_s3_server_holds_data_in_many_buckets_whatever_the_free_disk(s
         for name in names:
             client.remove_object(name, "object")
             client.remove_bucket(name)
+
+
+def test_free_ports_stay_out_of_the_ephemeral_range_and_are_never_handed_out_twice():
+    from dfp.local_s3 import _ephemeral_ports_start, free_port
+
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == 200 and max(ports) < _ephemeral_ports_start()

@@ -24,12 +24,40 @@ from services.detector.training.card import calibrated_card  # noqa: E402
 from services.detector.weights import save_h5_weights  # noqa: E402
 
 
+def training_stages(training: dict) -> list[dict]:
+    """The card's training, first stage first (a fine-tuned run lists the run it started from)."""
+    stages = []
+    while training:
+        stages.insert(0, training)
+        training = training.get("started_from")
+    return stages
+
+
+def render_stage(number: int, stage: dict) -> str:
+    options = f"--arch {stage['arch']} --epochs {stage['epochs']} --learning-rate {stage['learning_rate']}"
+    if stage.get("lr_schedule", "constant") != "constant":
+        options += f" --lr-schedule {stage['lr_schedule']}"
+    if stage.get("finetune_from"):
+        options += f" --finetune-from <stage {number - 1}>/best.h5"
+    # Runs recorded before the option existed batched faces in random order.
+    batches = ("a fake beside the real face of its source video, augmented alike" if stage.get("pair_batches")
+               else "faces in random order")
+    return (f"{number}. `dfp detector train --data <dfdc-faces> {options} --out <stage {number}>` "
+            f"(batch {stage['batch_size']}, seed {stage['seed']}, patience {stage['patience']}; batches: {batches}), "
+            f"{len(stage['history'])} epochs run, best epoch {stage['best_epoch']}, code version `{stage['code_version']}`.")
+
+
+def render_history(number: int, stage: dict) -> str:
+    return "\n".join(
+        f"| {number} | {h['epoch']} | {h['loss']:.4f} | {h['val_auc']:.4f} | {h['train_seconds']:.0f} |" for h in stage["history"]
+    )
+
+
 def render(card: dict) -> str:
     val, raw, original = card["metrics"]["val"], card["metrics"]["val_raw"], card["comparison"]["Meso4_DF"]
-    training = card["training"]
-    epochs = "\n".join(
-        f"| {h['epoch']} | {h['loss']:.4f} | {h['val_auc']:.4f} | {h['train_seconds']:.0f} |" for h in training["history"]
-    )
+    stages = training_stages({**card["training"], "code_version": card["trained_with_code_version"]})
+    steps = "\n".join(render_stage(number, stage) for number, stage in enumerate(stages, start=1))
+    history = "\n".join(render_history(number, stage) for number, stage in enumerate(stages, start=1))
     return f"""# Model card: the platform's default detector
 
 - **Architecture**: `{card['architecture']}` (services/detector/archs/{card['architecture']}_arch.py), input
@@ -38,14 +66,16 @@ def render(card: dict) -> str:
   train {card['data']['train']['n_real']} real + {card['data']['train']['n_fake']} fake, validation
   {card['data']['val']['n_real']} real + {card['data']['val']['n_fake']} fake; splits grouped by source video;
   labels.csv sha256 `{card['data']['labels_sha256']}`.
-- **Training**: `dfp detector train --data <dfdc-faces> --arch {card['architecture']} --out <run>`
-  (epochs {training['epochs']}, batch {training['batch_size']}, Adam lr {training['learning_rate']}, seed
-  {training['seed']}, patience {training['patience']}; augmentation: flip, zoom, brightness, JPEG
-  re-compression, blur), best epoch {training['best_epoch']}, on this project's 2-core CPU machine;
-  code version `{card['trained_with_code_version']}`.
 - **Calibration**: Platt scaling fitted on validation, a = {card['calibration']['a']:.4f}, b =
   {card['calibration']['b']:.4f}; expected calibration error {card['metrics']['val_raw_ece']:.4f} raw,
   {card['metrics']['val_calibrated_ece']:.4f} calibrated (fitted and measured on the same split, so optimistic).
+
+## Training
+
+On this project's 2-core CPU machine, Adam, augmentation: flip, zoom, brightness, JPEG re-compression, blur;
+the weights kept are those of the best validation AUC of the last stage.
+
+{steps}
 
 ## Validation metrics (frame level; fake = positive; threshold 0.5 on the calibrated probability)
 
@@ -60,9 +90,9 @@ unseen data; the held-out DFDC set outside this repository is the honest measure
 
 ## Training history
 
-| epoch | loss | val AUC | train seconds |
-| --- | --- | --- | --- |
-{epochs}
+| stage | epoch | loss | val AUC | train seconds |
+| --- | --- | --- | --- | --- |
+{history}
 
 ## Limits
 

@@ -148,6 +148,10 @@ def export(arch, weights, base_path, name, version):
 @click.option("--epochs", type=int, default=20, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True)
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+              help="cosine: decay to 1% of --learning-rate over --epochs (a resumed run keeps its first --epochs).")
+@click.option("--pair-batches/--no-pair-batches", default=True, show_default=True,
+              help="Batch each fake with the real face of its source video, both augmented alike.")
 @click.option("--patience", type=int, default=4, show_default=True, help="Epochs without a better val AUC before stopping.")
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--finetune-from", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -156,8 +160,8 @@ def export(arch, weights, base_path, name, version):
 @click.option("--train-limit", type=int, default=0, help="Use a class-balanced subset of this many train faces.")
 @click.option("--val-limit", type=int, default=0, help="Likewise for validation.")
 @click.option("--json", "as_json", is_flag=True)
-def train_command(data, arch, out, epochs, batch_size, learning_rate, patience, seed, finetune_from, resume,
-                  train_limit, val_limit, as_json):
+def train_command(data, arch, out, epochs, batch_size, learning_rate, lr_schedule, pair_batches, patience, seed,
+                  finetune_from, resume, train_limit, val_limit, as_json):
     """Train a detector; the weights with the best validation AUC go to OUT/best.h5.
 
     \b
@@ -165,6 +169,8 @@ def train_command(data, arch, out, epochs, batch_size, learning_rate, patience, 
       dfp detector train --data ../shared/data/dfdc-faces --arch resnet --out runs/resnet
       dfp detector train --data ... --arch meso4 --finetune-from Meso4_DF.h5 --out runs/meso4-ft
       dfp detector train --data ... --arch resnet --out runs/resnet --resume
+      dfp detector train --data ... --arch resnet --finetune-from runs/resnet/best.h5 --learning-rate 5e-4 \\
+          --lr-schedule cosine --epochs 16 --out runs/resnet-ft
     """
     import logging
 
@@ -174,7 +180,8 @@ def train_command(data, arch, out, epochs, batch_size, learning_rate, patience, 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = TrainConfig(
         data=str(data), arch=arch, out=str(out), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        patience=patience, seed=seed, finetune_from=finetune_from, train_limit=train_limit, val_limit=val_limit,
+        lr_schedule=lr_schedule, pair_batches=pair_batches, patience=patience, seed=seed, finetune_from=finetune_from,
+        train_limit=train_limit, val_limit=val_limit,
     )
     state = train(config, resume=resume)
     summary = {"best_auc": state["best_auc"], "best_epoch": state["best_epoch"], "epochs_done": state["epochs_done"],

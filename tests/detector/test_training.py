@@ -86,6 +86,20 @@ def test_a_trained_run_registers_calibrated_with_its_card(separable, tmp_path, s
     assert any(f["path"] == "saved_model.pb" for f in card["files"])
 
 
+def test_a_fine_tuned_run_card_lists_the_run_it_started_from(separable, tmp_path):
+    from services.detector.training.card import calibrated_card
+
+    common = ["--data", str(separable), "--arch", "meso4", "--batch-size", "16", "--epochs", "1"]
+    dfp("detector", "train", *common, "--out", str(tmp_path / "first"))
+    dfp("detector", "train", *common, "--out", str(tmp_path / "second"), "--finetune-from", str(tmp_path / "first" / "best.h5"),
+        "--lr-schedule", "cosine", "--no-pair-batches")
+    _, _, card = calibrated_card(tmp_path / "second", None, "test")
+    assert card["training"]["lr_schedule"] == "cosine" and card["training"]["pair_batches"] is False
+    first = card["training"]["started_from"]
+    assert first["pair_batches"] is True and [h["epoch"] for h in first["history"]] == [1]
+    assert first["started_from"] is None
+
+
 def test_a_source_video_in_two_splits_is_refused(separable):
     with open(separable / "labels.csv", "a") as f:
         f.write("val/real/0.png,real,val,train-0\n")

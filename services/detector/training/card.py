@@ -43,4 +43,21 @@ def calibrated_card(run_dir: pathlib.Path, data_root: pathlib.Path | None, comma
         "code_version": code_version(),
         "trained_with_code_version": run.get("code_version"),
     }
+    base = _base_run(run["config"].get("finetune_from"))
+    if base is not None:
+        card["training"]["started_from"] = base
     return model, platt, card
+
+
+def _base_run(weights: str | None) -> dict | None:
+    """The training run whose best weights this one started from, when those weights are a run's
+    best.h5, so that a card lists every stage of its training and not only the last."""
+    if not weights or pathlib.Path(weights).name != "best.h5":
+        return None
+    folder = pathlib.Path(weights).parent
+    if not ((folder / "run.json").exists() and (folder / "state.json").exists()):
+        return None
+    run = json.loads((folder / "run.json").read_text())
+    state = json.loads((folder / "state.json").read_text())
+    return {**run["config"], "best_epoch": state["best_epoch"], "history": state["history"],
+            "code_version": run.get("code_version"), "started_from": _base_run(run["config"].get("finetune_from"))}

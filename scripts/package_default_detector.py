@@ -68,7 +68,10 @@ def render(card: dict) -> str:
   labels.csv sha256 `{card['data']['labels_sha256']}`.
 - **Calibration**: Platt scaling fitted on validation, a = {card['calibration']['a']:.4f}, b =
   {card['calibration']['b']:.4f}; expected calibration error {card['metrics']['val_raw_ece']:.4f} raw,
-  {card['metrics']['val_calibrated_ece']:.4f} calibrated (fitted and measured on the same split, so optimistic).
+  {card['metrics']['val_calibrated_ece']:.4f} calibrated, log loss {card['metrics']['val_raw_log_loss']:.4f} raw,
+  {card['metrics']['val_calibrated_log_loss']:.4f} calibrated (fitted and measured on the same split, so optimistic).
+  Platt scaling minimises the log loss, which the most confident mistakes dominate; where they are
+  many it lowers the log loss while the binned calibration error can rise.
 
 ## Training
 

@@ -169,7 +169,7 @@ def train_command(data, arch, out, epochs, batch_size, learning_rate, lr_schedul
       dfp detector train --data ../shared/data/dfdc-faces --arch resnet --out runs/resnet
       dfp detector train --data ... --arch meso4 --finetune-from Meso4_DF.h5 --out runs/meso4-ft
       dfp detector train --data ... --arch resnet --out runs/resnet --resume
-      dfp detector train --data ... --arch resnet --finetune-from runs/resnet/best.h5 --learning-rate 5e-4 \\
+      dfp detector train --data ... --arch resnet --finetune-from runs/resnet/best.h5 --learning-rate 1e-3 \\
           --lr-schedule cosine --epochs 16 --out runs/resnet-ft
     """
     import logging

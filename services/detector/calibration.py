@@ -50,6 +50,13 @@ def fit_platt(fake: np.ndarray, probability: np.ndarray, iterations: int = 100) 
     return Platt(float(a), float(b))
 
 
+def log_loss(fake: np.ndarray, probability: np.ndarray) -> float:
+    """Mean negative log-likelihood of the labels: what Platt scaling minimises."""
+    fake = np.asarray(fake, np.float64)
+    p = np.clip(np.asarray(probability, np.float64), EPSILON, 1.0 - EPSILON)
+    return float(-np.mean(fake * np.log(p) + (1.0 - fake) * np.log(1.0 - p)))
+
+
 def expected_calibration_error(fake: np.ndarray, probability: np.ndarray, bins: int = 10) -> float:
     """Mean |observed fake rate - mean predicted| over equal-width bins, weighted by bin size."""
     fake = np.asarray(fake, np.float64)

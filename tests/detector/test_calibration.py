@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from services.detector.calibration import Platt, expected_calibration_error, fit_platt
+from services.detector.calibration import Platt, expected_calibration_error, fit_platt, log_loss
 
 
 def test_platt_fit_recovers_the_scaling_that_generated_the_labels():
@@ -12,6 +12,7 @@ def test_platt_fit_recovers_the_scaling_that_generated_the_labels():
     fitted = fit_platt(fake, raw)
     assert fitted.a == pytest.approx(0.4, abs=0.05) and fitted.b == pytest.approx(0.8, abs=0.05)
     assert expected_calibration_error(fake, fitted.apply(raw)) < expected_calibration_error(fake, raw)
+    assert log_loss(fake, fitted.apply(raw)) < log_loss(fake, truth.apply(raw)) < log_loss(fake, raw)
 
 
 def test_identity_calibration_changes_nothing():

@@ -35,6 +35,8 @@ def calibrated_card(run_dir: pathlib.Path, data_root: pathlib.Path | None, comma
             "val_raw": evaluation.metrics(val.fake, raw).as_dict(),
             "val_raw_ece": calibration.expected_calibration_error(val.fake, raw),
             "val_calibrated_ece": calibration.expected_calibration_error(val.fake, calibrated),
+            "val_raw_log_loss": calibration.log_loss(val.fake, raw),
+            "val_calibrated_log_loss": calibration.log_loss(val.fake, calibrated),
         },
         "calibration": platt.as_dict(),
         "data": {**run["data"], "root": str(root)},

@@ -58,7 +58,12 @@ class MutualTls:
             return None
         if not all(paths):
             raise ValueError("set all of DFP_MTLS_CA, DFP_MTLS_CERT and DFP_MTLS_KEY for mutual TLS, or none")
-        return cls(*(pathlib.Path(path).read_bytes() for path in paths))
+        return cls.from_files(*paths)
+
+    @classmethod
+    def from_files(cls, ca: str | os.PathLike, certificate: str | os.PathLike, key: str | os.PathLike) -> "MutualTls":
+        """From PEM files: the CA, this process's certificate (chain) and its key."""
+        return cls(*(pathlib.Path(path).read_bytes() for path in (ca, certificate, key)))
 
 
 def service_channel(target: str, retry_unavailable: bool = False, mtls: MutualTls | None = None) -> grpc.Channel:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import ipaddress
+import json
 import os
 import pathlib
 
@@ -102,8 +103,6 @@ def create_mtls(folder: pathlib.Path, names: list[str], organisation: str = "dfp
 def write_tf_serving_ssl_config(folder: str | os.PathLike, out: str | os.PathLike) -> None:
     """TensorFlow Serving's SSLConfig (text format; it takes the PEMs inline, not as paths) for mutual
     TLS from a folder holding ca.crt, tls.crt and tls.key: only clients the CA signed get in."""
-    import json
-
     folder = pathlib.Path(folder)
     # JSON string escapes (\n, \") are valid protobuf text-format string escapes for PEM text.
     fields = {"server_key": "tls.key", "server_cert": "tls.crt", "custom_ca": "ca.crt"}

@@ -154,7 +154,7 @@ def export(arch, weights, base_path, name, version):
               help="Batch each fake with the real face of its source video, both augmented alike.")
 @click.option("--patience", type=int, default=4, show_default=True, help="Epochs without a better val AUC before stopping.")
 @click.option("--seed", type=int, default=1234, show_default=True)
-@click.option("--finetune-from", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--finetune-from", type=click.Path(exists=True, dir_okay=False, resolve_path=True), default=None,
               help="Start from these .h5 weights (for example the original MesoNet ones).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
 @click.option("--train-limit", type=int, default=0, help="Use a class-balanced subset of this many train faces.")

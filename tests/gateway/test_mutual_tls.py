@@ -19,7 +19,7 @@ def check(channel, service: str) -> int:
 
 
 def identity(folder) -> MutualTls:
-    return MutualTls(*((folder / name).read_bytes() for name in ("ca.crt", "tls.crt", "tls.key")))
+    return MutualTls.from_files(folder / "ca.crt", folder / "tls.crt", folder / "tls.key")
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))

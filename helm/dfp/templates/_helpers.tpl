@@ -72,6 +72,24 @@ app.kubernetes.io/part-of: dfp
       key: secretKey
 {{- end }}
 
+{{/* Where a container finds the internal mutual-TLS certificates (internalTls.secretName), as DFP_MTLS_*. */}}
+{{- define "dfp.mtlsEnv" -}}
+- name: DFP_MTLS_CA
+  value: /etc/dfp/mtls/ca.crt
+- name: DFP_MTLS_CERT
+  value: /etc/dfp/mtls/tls.crt
+- name: DFP_MTLS_KEY
+  value: /etc/dfp/mtls/tls.key
+{{- end }}
+
+{{/* The pod volume holding the internalTls Secret (mounted at /etc/dfp/mtls where it is read). */}}
+{{- define "dfp.mtlsVolume" -}}
+- name: mtls
+  secret:
+    secretName: {{ .Values.internalTls.secretName | quote }}
+    defaultMode: 0400
+{{- end }}
+
 {{/* HorizontalPodAutoscaler and PodDisruptionBudget for a component. Call with (dict "ctx" $ "component" "gateway" "values" .Values.gateway). */}}
 {{- define "dfp.scaling" -}}
 {{- if .values.autoscaling.enabled }}

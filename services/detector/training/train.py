@@ -72,7 +72,6 @@ def pair_units(samples: list[datasets.Sample]) -> list[list[int]]:
 
 
 def _train_dataset(split: datasets.Split, config: TrainConfig, epoch: int) -> tf.data.Dataset:
-    tf.random.set_seed(config.seed + epoch)
     units = pair_units(split.samples) if config.pair_batches else [[index] for index in range(len(split.fake))]
     unit_order = np.random.default_rng(config.seed + epoch).permutation(len(units))
     order = np.array([index for unit in unit_order for index in units[unit]])

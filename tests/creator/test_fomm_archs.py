@@ -108,8 +108,10 @@ def test_a_new_jacobian_head_predicts_the_identity():
 def test_identical_keypoints_warp_the_source_onto_itself():
     # Same keypoints and jacobians: every sparse motion is the identity, whatever the mask, so the
     # deformed source equals the source exactly - only with grid corners on pixel centres.
+    # A fixed source: the motion passes through each keypoint's inverted jacobian, whose float32
+    # round-off grows with its condition number, so an unseeded draw now and then missed 1e-5.
     model = randomised(checkpoints.build_networks(tiny_config(scale_factor=1)))
-    source = torch.rand(1, 3, 32, 32)
+    source = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     kp = model.kp_detector(source)
     out = model.generator(source, kp_driving=kp, kp_source=kp)
     assert torch.allclose(out["deformed"], source, atol=1e-5)

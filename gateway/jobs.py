@@ -6,14 +6,17 @@ entry, `queue/{team}/{id}`, lists jobs that are not done yet, so workers never s
 
 Every change to a record is a conditional write on the ETag that was read, so two gateways never
 both win: a worker claims a job by writing its lease, renews the lease as it reports progress, and
-gives up the job the moment a write shows that someone else holds it. A job whose worker died is
-claimed again once its lease expires (a restarted gateway picks up its own jobs the same way), so
-with any number of replicas a job runs on one worker at a time. Handlers must be idempotent.
+gives up the job the moment a write shows that someone else holds it. While a handler runs, a
+heartbeat renews its lease, so a slow step between two progress reports never lets the lease lapse.
+A job whose worker died is claimed again once its lease expires (a restarted gateway picks up its own
+jobs the same way). Every worker thread holds leases under its own name, so with any number of
+replicas and threads a job runs on one worker at a time. Handlers must be idempotent.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import logging
@@ -326,13 +329,45 @@ class JobContext:
         self._owner = owner
         self._lease_s = lease_s
         self._last_write = 0.0
+        # The handler's thread and the heartbeat both write the record; one at a time, so neither
+        # mistakes the other's write for a rival worker's.
+        self._write_lock = threading.Lock()
+        self._lease_lost = threading.Event()
         self.team = record.team
         self.name = record.name
         self.request = record.request_message(request_type)
 
+    @contextlib.contextmanager
+    def heartbeat(self):
+        """Renews the lease every third of its length until the block ends."""
+        finished = threading.Event()
+        beat = threading.Thread(target=self._renew_until, args=(finished,), name=f"lease-{self._record.id}",
+                                daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            finished.set()
+            beat.join()
+
+    def _renew_until(self, finished: threading.Event) -> None:
+        def renew(record: JobRecord, metadata: jobs_pb2.JobMetadata) -> None:
+            record.lease_expires = time.time() + self._lease_s
+
+        while not finished.wait(self._lease_s / 3):
+            try:
+                self._write(renew)
+            except LeaseLost:
+                self._lease_lost.set()
+                return
+            except Exception:
+                log.warning("%s: renewing the lease failed; trying again", self.name, exc_info=True)
+
     def progress(self, done: int, total: int, force: bool = False) -> None:
         if self._stopping.is_set():
             raise WorkerStopping()
+        if self._lease_lost.is_set():
+            raise LeaseLost()
         now = time.time()
         if not force and now - self._last_write < min(1.0, self._lease_s / 4):
             return
@@ -356,31 +391,33 @@ class JobContext:
         self._write(requeue)
 
     def finish(self, *, response: Message | None = None, error: tuple[int, str] | None = None, state: int) -> None:
-        for _ in range(10):
-            _finish(self._record, response=response, error=error, state=state)
-            try:
-                self._jobs.write(self._record)
-                return
-            except PreconditionFailed:
-                self._reload()
+        with self._write_lock:
+            for _ in range(10):
+                _finish(self._record, response=response, error=error, state=state)
+                try:
+                    self._jobs.write(self._record)
+                    return
+                except PreconditionFailed:
+                    self._reload()
         raise LeaseLost()
 
     def _write(self, change: Callable[[JobRecord, jobs_pb2.JobMetadata], None]) -> None:
         """Applies `change` to our record and writes it; on a conflict, re-reads and tries again while
         the lease is still ours (LeaseLost otherwise)."""
-        for _ in range(10):
-            record = self._record
-            operation = record.get_operation()
-            metadata = record.metadata()
-            change(record, metadata)
-            metadata.update_time.CopyFrom(_timestamp(time.time()))
-            _with_metadata(operation, metadata)
-            record.set_operation(operation)
-            try:
-                self._record = self._jobs.write(record)
-                return
-            except PreconditionFailed:
-                self._reload()
+        with self._write_lock:
+            for _ in range(10):
+                record = self._record
+                operation = record.get_operation()
+                metadata = record.metadata()
+                change(record, metadata)
+                metadata.update_time.CopyFrom(_timestamp(time.time()))
+                _with_metadata(operation, metadata)
+                record.set_operation(operation)
+                try:
+                    self._record = self._jobs.write(record)
+                    return
+                except PreconditionFailed:
+                    self._reload()
         raise LeaseLost()
 
     def _reload(self) -> None:
@@ -408,7 +445,8 @@ class JobRunner:
         self.owner = f"{socket.gethostname()}-{secrets.token_hex(4)}"
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, name=f"job-worker-{i}", daemon=True) for i in range(workers)]
+        self._threads = [threading.Thread(target=self._loop, args=(f"{self.owner}/{i}",), name=f"job-worker-{i}",
+                                          daemon=True) for i in range(workers)]
 
     def start(self) -> None:
         for thread in self._threads:
@@ -424,7 +462,7 @@ class JobRunner:
     def wake(self) -> None:
         self._wake.set()
 
-    def _loop(self) -> None:
+    def _loop(self, worker: str) -> None:
         while not self._stop.is_set():
             ran = False
             try:
@@ -433,9 +471,9 @@ class JobRunner:
                 for team, job_id in pending:
                     if self._stop.is_set():
                         return
-                    record = self._jobs.try_claim(team, job_id, self.owner, self._lease_s)
+                    record = self._jobs.try_claim(team, job_id, worker, self._lease_s)
                     if record is not None:
-                        self._run(record)
+                        self._run(record, worker)
                         ran = True
             except Exception:
                 log.exception("job poll failed")
@@ -443,22 +481,24 @@ class JobRunner:
                 self._wake.wait(self._poll_s)
                 self._wake.clear()
 
-    def _run(self, record: JobRecord) -> None:
+    def _run(self, record: JobRecord, worker: str) -> None:
         token = request_id.set(record.name)  # the job's log lines carry its operation name
         try:
-            self._run_claimed(record)
+            self._run_claimed(record, worker)
         finally:
             request_id.reset(token)
 
-    def _run_claimed(self, record: JobRecord) -> None:
+    def _run_claimed(self, record: JobRecord, worker: str) -> None:
         kind = self._kinds.get(record.kind)
         request_type = kind.request_type if kind else operations_pb2.Operation
-        context = JobContext(self._jobs, record, self.owner, self._lease_s, request_type, self._stop)
-        log.info("running %s (%s) for team %s", record.name, record.kind, record.team)
+        context = JobContext(self._jobs, record, worker, self._lease_s, request_type, self._stop)
+        log.info("running %s (%s) for team %s on %s", record.name, record.kind, record.team, worker)
         try:
             if kind is None:
                 raise JobFailed(code_pb2.UNIMPLEMENTED, f"no handler for job kind {record.kind!r}")
-            outcome = {"response": kind.run(context), "state": jobs_pb2.SUCCEEDED}
+            with context.heartbeat():
+                response = kind.run(context)
+            outcome = {"response": response, "state": jobs_pb2.SUCCEEDED}
         except JobCancelled:
             outcome = {"error": (code_pb2.CANCELLED, "cancelled by the client"), "state": jobs_pb2.CANCELLED}
         except LeaseLost:

@@ -87,6 +87,53 @@ def test_a_job_whose_worker_died_is_taken_over_after_its_lease(store):
     assert record.metadata().attempt == 2
 
 
+def test_a_handler_slower_than_its_lease_keeps_its_job_while_it_runs(store):
+    jobs = JobStore(store)
+    runs = []
+
+    def run(context):
+        runs.append(context.name)
+        time.sleep(2.0)  # more than three leases without a progress report
+        context.progress(7, 7, force=True)
+        return detection_pb2.DetectVideoResponse(frames_sampled=7)
+
+    job = jobs.create("team-a", "detect_video", request(), target="media/x")
+    runner = JobRunner(jobs, {"detect_video": JobKind(detection_pb2.DetectVideoRequest, run)}, workers=2, lease_s=0.6,
+                       poll_s=0.05)
+    runner.start()
+    try:
+        wait_until_done(jobs, [job.name])
+    finally:
+        runner.stop()
+    metadata = jobs.get("team-a", job.name).metadata()
+    assert runs == [job.name]
+    assert metadata.state == jobs_pb2.SUCCEEDED and metadata.attempt == 1
+    assert metadata.items_done == metadata.items_total == 7
+
+
+def test_each_worker_thread_holds_its_leases_under_its_own_name(store):
+    jobs = JobStore(store)
+    both_running = threading.Barrier(3)
+
+    def run(context):
+        both_running.wait(20)
+        both_running.wait(20)
+        return detection_pb2.DetectVideoResponse()
+
+    created = [jobs.create("team-a", "detect_video", request(), target="media/x") for _ in range(2)]
+    runner = JobRunner(jobs, {"detect_video": JobKind(detection_pb2.DetectVideoRequest, run)}, workers=2, lease_s=10,
+                       poll_s=0.05)
+    runner.start()
+    try:
+        both_running.wait(20)
+        owners = {jobs.get("team-a", job.name).lease_owner for job in created}
+        both_running.wait(20)
+        wait_until_done(jobs, [job.name for job in created])
+    finally:
+        runner.stop()
+    assert len(owners) == 2 and all(owner.startswith(runner.owner) for owner in owners)
+
+
 def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(store):
     jobs = JobStore(store)
     started = threading.Event()

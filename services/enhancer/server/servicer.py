@@ -4,7 +4,7 @@ Networks are loaded once per name and shared; `concurrency` enhancements run at 
 not gain from more), the rest wait within their deadline. Work stops at the next batch when the
 caller's deadline passes or it cancels, and nothing is uploaded unless the whole result was written.
 While a long image or batch runs, the last progress is repeated every few seconds, so the caller
-(the gateway's job, which renews its lease on progress) knows the work is alive.
+knows the work is alive (the gateway's job checks for a cancel request on each one).
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ demo: install protos enhancer-weights
 
 bench: install protos enhancer-weights
 	$(PY) bench/detect_throughput.py
+	$(PY) bench/detect_mirror_cost.py
 	$(PY) bench/animate_throughput.py
 	$(PY) bench/swap_train_speed.py
 	$(PY) bench/watermark_robustness.py

@@ -118,10 +118,9 @@ def export(arch, weights, base_path, name, version):
       dfp detector export --arch meso4 --base-path /models    # Meso4 with the published DF weights
     """
     import dfp.faces  # noqa: F401  before TensorFlow: see dfp.faces
-    from services.detector import archs, pretrained, scoring
+    from services.detector import pretrained, scoring
     from services.detector.calibration import Platt
     from services.detector.export import export_version
-    from services.detector.weights import load_h5_weights
 
     calibration = None
     if arch is None and weights is None:
@@ -133,8 +132,7 @@ def export(arch, weights, base_path, name, version):
         arch = scoring.arch_for_weights(weights)
         if arch is None:
             raise click.UsageError(f"cannot tell the architecture of {weights}; pass --arch")
-    model = archs.build(arch)
-    load_h5_weights(model, weights or pretrained.default_weights(arch))
+    model = scoring.load_network(weights or pretrained.default_weights(arch), arch)
     out = export_version(model, base_path, name or arch, version, calibration)
     emit({"saved_model": str(out)}, False, str(out))
 
@@ -201,8 +199,11 @@ def train_command(data, arch, out, epochs, batch_size, learning_rate, lr_schedul
 @click.option("--limit", type=int, default=0, help="Evaluate on a class-balanced subset of this many faces.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
               help="Write roc.png, score histograms and a contact sheet of the worst mistakes here.")
+@click.option("--mirror-average/--no-mirror-average", default=None,
+              help="Average each face's score with its mirror image's (default: as the model card beside .h5 "
+                   "weights says; a SavedModel does what it was exported to do).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line of metrics per model.")
-def evaluate_command(data, weights_list, arch, split, threshold, limit, out, as_json):
+def evaluate_command(data, weights_list, arch, split, threshold, limit, out, mirror_average, as_json):
     """Measure detectors on a labelled split: ROC AUC (fake = positive), EER, accuracy, precision, recall.
 
     \b
@@ -216,7 +217,10 @@ def evaluate_command(data, weights_list, arch, split, threshold, limit, out, as_
     faces = datasets.load_split(data, split, limit=limit)
     curves = {}
     for weights in weights_list:
-        detector = scoring.Detector.load(weights, arch)
+        try:
+            detector = scoring.Detector.load(weights, arch, mirror_average)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
         score = detector.fake_probability(faces.images)
         result = evaluation.metrics(faces.fake, score, threshold).as_dict()
         videos = [s.source_video for s in faces.samples]
@@ -238,35 +242,54 @@ def evaluate_command(data, weights_list, arch, split, threshold, limit, out, as_
 
 
 @detector.command("register")
-@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), required=True,
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), default=None,
               help="A `dfp detector train` output folder (best.h5, run.json).")
+@click.option("--default", "platform_default", is_flag=True,
+              help="Register the platform's committed default detector, as its card says, instead of a run.")
 @click.option("--name", required=True, help="Registry model name, for example `detector-resnet`.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), default=None,
               help="Dataset to calibrate and measure on (default: the run's own data).")
 @click.option("--publish", is_flag=True, help="Also make it the served version.")
+@click.option("--mirror-average", is_flag=True,
+              help="Serve it averaging each face's score with its mirror image's (twice the inference cost).")
 @click.option("--json", "as_json", is_flag=True)
-def register_command(run_dir, name, data, publish, as_json):
+def register_command(run_dir, platform_default, name, data, publish, mirror_average, as_json):
     """Calibrate a trained detector on validation and store it in the model registry.
 
     The probability is Platt-scaled on the validation split; the SavedModel registered carries that
-    calibration in its serving signature. The card records the metrics (raw and calibrated), the data
-    (split counts, labels hash), the training command and the code version. Uses DFP_S3_* settings.
+    calibration (and, with --mirror-average, the averaging) in its serving signature. The card records
+    the metrics (raw and calibrated), the data (split counts, labels hash), the training command and
+    the code version. With --default, the committed default detector is registered with its own card
+    and calibration (a fresh cluster's first detector). Uses DFP_S3_* settings.
 
     \b
-    Example:
+    Examples:
       dfp detector register --run runs/resnet --name detector-resnet --publish
+      dfp detector register --default --name detector --publish
     """
     import tempfile
 
     import dfp.faces  # noqa: F401  before TensorFlow: see dfp.faces
+    from services.detector import mirror, pretrained, scoring
+    from services.detector.calibration import Platt
     from services.detector.export import export_saved_model
     from services.detector.training.card import calibrated_card
 
     import sys as sys_lib
 
-    model, platt, card = calibrated_card(run_dir, data, " ".join(["dfp", *sys_lib.argv[1:]]))
+    if (run_dir is None) == (not platform_default):
+        raise click.UsageError("give either --run or --default")
+    if platform_default:
+        if data is not None or mirror_average:
+            raise click.UsageError("--default registers the committed model as its card says: drop --data and --mirror-average")
+        default = pretrained.default_detector()
+        network = scoring.load_network(default.weights, default.arch, mirror_average=False)
+        platt = Platt(default.calibration["a"], default.calibration["b"])
+        card = {**default.card, "registered_from": "models/detector/default"}
+    else:
+        network, platt, card = calibrated_card(run_dir, data, " ".join(["dfp", *sys_lib.argv[1:]]), mirror_average)
     with tempfile.TemporaryDirectory() as tmp:
-        saved = export_saved_model(model, pathlib.Path(tmp) / "saved_model", platt)
+        saved = export_saved_model(mirror.as_served(network, card), pathlib.Path(tmp) / "saved_model", platt)
         registry = registry_from_env()
         version = registry.register(name, "detector", saved, card)
     if publish:

@@ -17,7 +17,7 @@ import numpy as np
 
 from dfp import faces as faces_lib
 from dfp import media as media_lib
-from services.detector import archs, pretrained
+from services.detector import archs, mirror, pretrained
 from services.detector.calibration import Platt
 from services.detector.weights import load_h5_weights
 
@@ -25,19 +25,43 @@ from services.detector.weights import load_h5_weights
 _ARCH_BY_PREFIX = (("mesoinception", "mesoinception4"), ("meso4", "meso4"))
 
 
+def _card_beside(path: pathlib.Path) -> dict | None:
+    card = path.parent / "card.json"
+    return json.loads(card.read_text()) if card.exists() else None
+
+
 def arch_for_weights(path: str | os.PathLike) -> str | None:
     """The architecture of a weight file: from the training run or model card beside it, else its name."""
     path = pathlib.Path(path)
-    run, card = path.parent / "run.json", path.parent / "card.json"
+    run = path.parent / "run.json"
     if run.exists():
         return json.loads(run.read_text())["config"]["arch"]
-    if card.exists():
-        return json.loads(card.read_text())["architecture"]
+    card = _card_beside(path)
+    if card is not None:
+        return card["architecture"]
     stem = path.name.lower()
     for prefix, arch in _ARCH_BY_PREFIX:
         if stem.startswith(prefix):
             return arch
     return None
+
+
+def mirror_averaged_by_default(weights: str | os.PathLike) -> bool:
+    """Whether the model card beside a weight file says to serve it mirror-averaged."""
+    return mirror.card_asks_for_it(_card_beside(pathlib.Path(weights)) or {})
+
+
+def load_network(weights: str | os.PathLike, arch: str | None = None, mirror_average: bool | None = None):
+    """The Keras network of a weight file, mirror-averaged when `mirror_average` says so or, left
+    None, when the model card beside the weights does (as the platform serves it)."""
+    arch = arch or arch_for_weights(weights)
+    if arch is None:
+        raise ValueError(f"cannot tell the architecture of {weights}; pass --arch")
+    network = archs.build(arch)
+    load_h5_weights(network, weights)
+    if mirror_average is None:
+        mirror_average = mirror_averaged_by_default(weights)
+    return mirror.mirror_averaged(network) if mirror_average else network
 
 
 class Detector:
@@ -61,14 +85,14 @@ class Detector:
 
     @classmethod
     def from_h5(cls, path: str | os.PathLike, arch: str | None = None, calibration: Platt | None = None,
-                description: str | None = None) -> "Detector":
-        """Raw .h5 weights give the raw probability unless a calibration is given."""
-        arch = arch or arch_for_weights(path)
-        if arch is None:
-            raise ValueError(f"cannot tell the architecture of {path}; pass --arch")
-        model = archs.build(arch)
-        load_h5_weights(model, path)
-        return cls.from_keras(model, calibration, description or f"{arch}:{pathlib.Path(path).name}")
+                description: str | None = None, mirror_average: bool | None = None) -> "Detector":
+        """Raw .h5 weights give the raw probability unless a calibration is given; see `load_network`
+        for mirror averaging."""
+        if mirror_average is None:
+            mirror_average = mirror_averaged_by_default(path)
+        network = load_network(path, arch, mirror_average)
+        description = description or f"{arch or arch_for_weights(path)}:{pathlib.Path(path).name}"
+        return cls.from_keras(network, calibration, description + (" mirror-averaged" if mirror_average else ""))
 
     @classmethod
     def platform_default(cls) -> "Detector":
@@ -93,10 +117,12 @@ class Detector:
         return cls(predict, side, f"savedmodel:{path}")
 
     @classmethod
-    def load(cls, weights: str | os.PathLike, arch: str | None = None) -> "Detector":
+    def load(cls, weights: str | os.PathLike, arch: str | None = None, mirror_average: bool | None = None) -> "Detector":
         if pathlib.Path(weights).is_dir():
+            if mirror_average is not None:
+                raise ValueError(f"{weights} is a SavedModel: whether it mirror-averages was fixed when it was exported")
             return cls.from_saved_model(weights)
-        return cls.from_h5(weights, arch)
+        return cls.from_h5(weights, arch, mirror_average=mirror_average)
 
     def fake_probability(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Probability of fake per crop: float32 in [0, 1], or uint8 crops (scaled by 1/255 one chunk

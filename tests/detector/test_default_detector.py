@@ -38,3 +38,28 @@ def test_export_without_arguments_writes_the_default_detector_as_a_tf_serving_ve
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / pretrained.DEFAULT_DETECTOR_NAME / "1" / "saved_model.pb").exists()
+
+
+def test_the_default_detector_registers_with_its_card_and_serves_as_it_scores_in_process(s3, shared, tmp_path):
+    import os
+
+    from dfp.config import StorageSettings
+    from dfp.registry import ModelRegistry
+    from dfp.storage import ObjectStore
+
+    env = {**os.environ, **s3.env(), "DFP_BUCKET_PREFIX": "defaultreg"}
+    result = subprocess.run([sys.executable, "-m", "dfp.cli.main", "detector", "register", "--default", "--name", "detector",
+                             "--publish", "--json"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["version"] == 1
+
+    default = pretrained.default_detector()
+    registry = ModelRegistry(ObjectStore(StorageSettings(s3.endpoint, s3.access_key, s3.secret_key, False, "defaultreg",
+                                                         "us-east-1")))
+    card = registry.card("detector", 1)
+    assert card["metrics"] == default.card["metrics"] and card["inference"] == default.card["inference"]
+    served = registry.download("detector", 1, tmp_path / "served")
+    faces = [np.asarray(Image.open(p).convert("RGB").resize((256, 256), Image.BICUBIC), np.float32) / 255.0
+             for p in sorted((shared / "dfdc-faces" / "val" / "fake").iterdir())[:4]]
+    np.testing.assert_allclose(scoring.Detector.from_saved_model(served).fake_probability(np.stack(faces)),
+                               scoring.Detector.platform_default().fake_probability(np.stack(faces)), atol=1e-5)

@@ -77,11 +77,13 @@ def test_a_trained_run_registers_calibrated_with_its_card(separable, tmp_path, s
     env = {**os.environ, **s3.env(), "DFP_BUCKET_PREFIX": "trainreg"}
     dfp("detector", "train", "--data", str(separable), "--arch", "meso4", "--out", str(out), "--batch-size", "16",
         "--epochs", "2", env=env)
-    registered = json.loads(dfp("detector", "register", "--run", str(out), "--name", "tiny", "--publish", "--json", env=env))
+    registered = json.loads(dfp("detector", "register", "--run", str(out), "--name", "tiny", "--publish",
+                                "--mirror-average", "--json", env=env))
     assert registered["version"] == 1 and registered["published"]
     card = json.loads(dfp("models", "list", "tiny", "--json", env=env).splitlines()[0])
     assert card["kind"] == "detector" and card["architecture"] == "meso4"
-    assert set(card["calibration"]) == {"method", "a", "b"}
+    assert set(card["calibration"]) == {"method", "a", "b"} and card["inference"] == {"mirror_average": True}
+    assert card["metrics"]["val_raw_single_view"]["n_fake"] == 8
     assert card["data"]["val"] == {"n_real": 8, "n_fake": 8}
     assert any(f["path"] == "saved_model.pb" for f in card["files"])
 

@@ -7,25 +7,32 @@ import pathlib
 
 import keras
 
-from services.detector import archs, calibration, evaluation
+from services.detector import archs, calibration, evaluation, mirror
 from services.detector.training import dataset as datasets
 from services.detector.scoring import Detector
 from dfp.provenance import code_version
 from services.detector.weights import load_h5_weights
 
 
-def calibrated_card(run_dir: pathlib.Path, data_root: pathlib.Path | None, command: str) -> tuple[keras.Model, calibration.Platt, dict]:
-    """The run's best model, its Platt calibration fitted on validation, and its model card.
+def calibrated_card(run_dir: pathlib.Path, data_root: pathlib.Path | None, command: str,
+                    mirror_average: bool = False) -> tuple[keras.Model, calibration.Platt, dict]:
+    """The run's best network, its Platt calibration fitted on validation, and its model card.
 
-    `command` is what produced the card (recorded with the training command from the run).
+    With `mirror_average` the card says to serve the network averaging each face with its mirror image
+    (`mirror.as_served`); the calibration and the metrics are those of the averaged score, and
+    `val_raw_single_view` measures the network alone for comparison. `command` is what produced the card (recorded with the training command from the run).
     """
     run = json.loads((run_dir / "run.json").read_text())
     state = json.loads((run_dir / "state.json").read_text())
-    model = archs.build(run["config"]["arch"])
-    load_h5_weights(model, run_dir / "best.h5")
+    network = archs.build(run["config"]["arch"])
+    load_h5_weights(network, run_dir / "best.h5")
     root = data_root or pathlib.Path(run["config"]["data"])
     val = datasets.load_split(root, "val")
-    raw = Detector.from_keras(model).fake_probability(val.images, batch_size=64)
+    single_view = Detector.from_keras(network).fake_probability(val.images, batch_size=64)
+    if mirror_average:
+        raw = Detector.from_keras(mirror.mirror_averaged(network)).fake_probability(val.images, batch_size=64)
+    else:
+        raw = single_view
     platt = calibration.fit_platt(val.fake, raw)
     calibrated = platt.apply(raw)
     card = {
@@ -37,8 +44,10 @@ def calibrated_card(run_dir: pathlib.Path, data_root: pathlib.Path | None, comma
             "val_calibrated_ece": calibration.expected_calibration_error(val.fake, calibrated),
             "val_raw_log_loss": calibration.log_loss(val.fake, raw),
             "val_calibrated_log_loss": calibration.log_loss(val.fake, calibrated),
+            "val_raw_single_view": evaluation.metrics(val.fake, single_view).as_dict(),
         },
         "calibration": platt.as_dict(),
+        "inference": {"mirror_average": mirror_average},
         "data": {**run["data"], "root": str(root)},
         "training": {**run["config"], "best_epoch": state["best_epoch"], "history": state["history"]},
         "command": command,
@@ -48,7 +57,7 @@ def calibrated_card(run_dir: pathlib.Path, data_root: pathlib.Path | None, comma
     base = _base_run(run["config"].get("finetune_from"))
     if base is not None:
         card["training"]["started_from"] = base
-    return model, platt, card
+    return network, platt, card
 
 
 def _base_run(weights: str | None) -> dict | None:

@@ -20,7 +20,8 @@ def calibrated_card(run_dir: pathlib.Path, data_root: pathlib.Path | None, comma
 
     With `mirror_average` the card says to serve the network averaging each face with its mirror image
     (`mirror.as_served`); the calibration and the metrics are those of the averaged score, and
-    `val_raw_single_view` measures the network alone for comparison. `command` is what produced the card (recorded with the training command from the run).
+    `val_raw_single_view` measures the network alone for comparison. `command` is what produced the
+    card (recorded with the training command from the run).
     """
     run = json.loads((run_dir / "run.json").read_text())
     state = json.loads((run_dir / "state.json").read_text())

@@ -14,39 +14,11 @@ import argparse
 import pathlib
 import platform
 import sys
-import time
-
-import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from dfp import faces as faces_lib  # noqa: E402  (torch before TensorFlow, see dfp.faces)
-from dfp import config  # noqa: E402
-
-
-def crops(count: int) -> np.ndarray:
-    """Model-ready 256x256 crops: DFDC validation faces when the shared data is there, else noise."""
-    from PIL import Image
-
-    folder = config.shared_dir() / "data" / "dfdc-faces" / "val" / "fake"
-    sources = sorted(folder.iterdir())[:count] if folder.is_dir() else []
-    images = []
-    for i in range(count):
-        if sources:
-            rgb = np.asarray(Image.open(sources[i % len(sources)]).convert("RGB"))
-        else:
-            rgb = np.random.RandomState(i).randint(0, 255, (256, 256, 3), np.uint8)
-        images.append(faces_lib.resize_to_model_input(rgb))
-    return np.stack(images)
-
-
-def crops_per_second(detector, batch: np.ndarray, batch_size: int, repeats: int) -> float:
-    detector.fake_probability(batch[:batch_size], batch_size)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        detector.fake_probability(batch, batch_size)
-    return repeats * len(batch) / (time.perf_counter() - start)
+from bench.detect_throughput import crops_per_second, face_crops, model_ready  # noqa: E402  (imports dfp.faces first)
 
 
 def main() -> None:
@@ -60,7 +32,7 @@ def main() -> None:
     from services.detector.scoring import Detector
 
     default = pretrained.default_detector()
-    batch = crops(args.crops)
+    batch = model_ready(face_crops(args.crops))
     one_view = crops_per_second(Detector.from_h5(default.weights, default.arch, mirror_average=False), batch,
                                 args.batch_size, args.repeats)
     mirrored = crops_per_second(Detector.from_h5(default.weights, default.arch, mirror_average=True), batch,

@@ -61,5 +61,9 @@ def test_the_default_detector_registers_with_its_card_and_serves_as_it_scores_in
     served = registry.download("detector", 1, tmp_path / "served")
     faces = [np.asarray(Image.open(p).convert("RGB").resize((256, 256), Image.BICUBIC), np.float32) / 255.0
              for p in sorted((shared / "dfdc-faces" / "val" / "fake").iterdir())[:4]]
-    np.testing.assert_allclose(scoring.Detector.from_saved_model(served).fake_probability(np.stack(faces)),
-                               scoring.Detector.platform_default().fake_probability(np.stack(faces)), atol=1e-5)
+    batch = np.stack(faces)
+    served_scores = scoring.Detector.from_saved_model(served).fake_probability(batch)
+    np.testing.assert_allclose(served_scores, scoring.Detector.platform_default().fake_probability(batch), atol=1e-5)
+    assert default.card["inference"]["mirror_average"], "the committed default is served mirror-averaged"
+    np.testing.assert_allclose(served_scores, scoring.Detector.from_saved_model(served).fake_probability(batch[:, :, ::-1]),
+                               atol=1e-5)

@@ -73,14 +73,21 @@ class _ArrayRecorder:
 @click.option("--best-frame", is_flag=True, help="Use the driving frame whose face pose best matches the source as the initial frame.")
 @click.option("--no-crop", is_flag=True, help="Do not look for faces: the whole source and driving frames are resized to the model.")
 @click.option("--return-crop", is_flag=True, help="Write the animated face crop instead of pasting it back into the source.")
+@click.option("--plain", is_flag=True,
+              help="The published FOMM path: the face is redrawn by the generator at the model's frame size "
+                   "(default for media: the source's own pixels, warped at its resolution, see ARCHITECTURE.md).")
+@click.option("--no-restore", is_flag=True,
+              help="Full resolution only: upscale the generator's pixels in occluded regions without the face restorer.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
 def animate(config_path, checkpoint, source_path, driving_path, out_path, mode, save_arrays, batch_size, best_frame,
-            no_crop, return_crop, device):
+            no_crop, return_crop, plain, no_restore, device):
     """Animate a portrait by the motion of a driving video (First Order Motion Model).
 
-    Media inputs are face-cropped (one stable box for the clip), run at the model's frame size and
-    pasted back; the driving clip's audio and frame rate are kept. `.npy` inputs are used exactly as
-    given, at their own size, and the video is written at 25 frames/s.
+    Media inputs are face-cropped (one stable box for the clip); the model predicts the motion at its
+    frame size and the source crop is warped by it at its own resolution (up to 512 px), with the
+    generator's restored output where the source cannot be seen, then pasted back. The driving
+    clip's audio and frame rate are kept. `--plain` runs the published path instead. `.npy` inputs
+    are used exactly as given (the published path), and the video is written at 25 frames/s.
 
     \b
     Examples:
@@ -96,6 +103,7 @@ def animate(config_path, checkpoint, source_path, driving_path, out_path, mode, 
     from services.creator import checkpoints, default_model
     from services.creator.pipelines import animate_media
     from services.creator.pipelines.fomm_animation import FommAnimator, batched
+    from services.creator.pipelines.full_resolution import FullResolutionAnimator
 
     if (config_path is None) != (checkpoint is None):
         raise click.UsageError("give --config and --checkpoint together, or neither for the platform's own model")
@@ -108,6 +116,7 @@ def animate(config_path, checkpoint, source_path, driving_path, out_path, mode, 
     animator = FommAnimator(model, device)
     if batch_size == 0:
         batch_size = 16 if animator.device.type == "cuda" else 1
+    full_resolution = not plain and driving_path.suffix.lower() != ".npy"
     limits = LimitSettings.from_env()
     source, source_is_array = _load_source(source_path, limits.max_image_pixels)
     driving_is_array = driving_path.suffix.lower() == ".npy"
@@ -136,7 +145,10 @@ def animate(config_path, checkpoint, source_path, driving_path, out_path, mode, 
         frames_done = len(driving)
     else:
         options = animate_media.AnimationOptions(mode=mode, crop_faces=not no_crop, paste_back=not return_crop,
-                                                 best_initial_frame=best_frame, batch_size=batch_size)
+                                                 best_initial_frame=best_frame, batch_size=batch_size,
+                                                 full_resolution=full_resolution)
+        if full_resolution:
+            animator = FullResolutionAnimator(animator, None if no_restore else default_model.load_face_restorer(device))
         bar = Progress(0, "frame", "animating")
         try:
             result = animate_media.animate_video(animator, source, driving_path, out_path, options, metadata=metadata,
@@ -200,11 +212,12 @@ def evaluate_command(config_path, checkpoint, data, as_json):
     from dfp import faces  # noqa: F401
     from dfp.config import shared_dir
     from services.creator import checkpoints
-    from services.creator.training.clips import load_clips
+    from services.creator.training.clips import load_clips, unseen_clips
     from services.creator.training.evaluate import reconstruction_l1
 
     model = checkpoints.load_model(config_path, checkpoint)
-    metrics = reconstruction_l1(model, load_clips(data or shared_dir() / "data" / "video" / "driving", model.frame_size))
+    metrics = reconstruction_l1(model, load_clips(data or shared_dir() / "data" / "video" / "driving", model.frame_size,
+                                                  unseen_clips(model.config)))
     emit(metrics, as_json, f"held-out L1 {metrics['l1']:.4f} vs copy-the-source {metrics['copy_source_l1']:.4f} "
                            f"over {metrics['heldout_frames']} frames")
 

@@ -1,5 +1,6 @@
 """The platform's own small FOMM model, committed under models/creator/fomm-small-64/ (config,
-fp16 checkpoint in the published layout, model card), used when no checkpoint is given."""
+fp16 checkpoint in the published layout, model card), used when no checkpoint is given; and the
+face restorer that full-resolution animation applies to the generator's pixels (the enhancer's)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,15 @@ def load() -> checkpoints.FommModel:
             f"the platform's animation model is missing ({CHECKPOINT}); restore it from git, or pass --config and --checkpoint"
         )
     return checkpoints.load_model(CONFIG, CHECKPOINT)
+
+
+def load_face_restorer(device: str = "cpu", path: pathlib.Path | None = None):
+    """The platform's face restorer as a full-resolution ``Restore``: (B,S,S,3) uint8 -> same."""
+    from services.enhancer.face_restorers import load_unet
+
+    restorer = load_unet(path, device=device)
+
+    def restore(faces):
+        return restorer.restore(faces, landmarks=None)
+
+    return restore

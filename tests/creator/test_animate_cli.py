@@ -74,7 +74,24 @@ def test_portrait_and_talking_head_clip_give_a_pasted_back_video_with_the_clip_a
         assert len(container.streams.audio) == 1
         assert container.metadata.get("dfp_synthetic") == "true"
         assert video.frames == frames
-    assert np.load(tmp_path / "o.npz")["prediction"].shape == (frames, 32, 32, 3)
+    # Full resolution (the default for media): the face is animated at the source crop's own size,
+    # the deformed source too, while the occlusion map stays at the model's motion resolution.
+    arrays = np.load(tmp_path / "o.npz")
+    side = arrays["prediction"].shape[1]
+    assert side > 32 and side % 8 == 0
+    assert arrays["prediction"].shape == arrays["deformed"].shape == (frames, side, side, 3)
+    assert arrays["occlusion_map"].shape[1] < 32
+
+
+def test_plain_path_animates_media_at_the_model_frame_size(tmp_path, shared):
+    _tiny_checkpoint(tmp_path / "cpk.pth.tar")
+    result = CliRunner().invoke(cli, [
+        "creator", "animate", "--config", str(HERE / "tiny_fomm.yaml"), "--checkpoint", str(tmp_path / "cpk.pth.tar"),
+        "--source", str(shared / "video" / "source" / "s0.jpg"), "--driving", str(shared / "video" / "driving" / "d0.mp4"),
+        "--out", str(tmp_path / "o.mp4"), "--save-arrays", str(tmp_path / "o.npz"), "--plain",
+    ])
+    assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "o.npz")["prediction"].shape[1:] == (32, 32, 3)
 
 
 def test_mixing_an_array_with_a_media_file_is_a_usage_error(tmp_path, shared):

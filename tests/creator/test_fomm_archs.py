@@ -90,7 +90,7 @@ def test_tiny_networks_return_the_published_outputs_with_their_shapes():
     assert kp["value"].shape == (2, 4, 2) and kp["jacobian"].shape == (2, 4, 2, 2)
     assert kp["value"].abs().max() <= 1.0
     out = model.generator(source, kp_driving=kp, kp_source=kp)
-    assert set(out) == {"mask", "sparse_deformed", "occlusion_map", "deformed", "prediction"}
+    assert set(out) == {"mask", "sparse_deformed", "deformation", "occlusion_map", "deformed", "prediction"}
     assert out["prediction"].shape == (2, 3, 32, 32)
     assert out["deformed"].shape == (2, 3, 32, 32)
     assert out["occlusion_map"].shape == (2, 1, 16, 16)

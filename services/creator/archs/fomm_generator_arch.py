@@ -24,7 +24,9 @@ class OcclusionAwareGenerator(nn.Module):
         estimate_jacobian: part of the shared ``common_params``; the keypoints carry it.
 
     Returns ``prediction`` (N,C,H,W) in [0,1] and, with a dense motion network, ``mask``,
-    ``sparse_deformed``, ``deformed`` (the source warped at full resolution) and ``occlusion_map``.
+    ``sparse_deformed``, ``deformation`` (N,h,w,2: where each pixel comes from in the source, at the
+    dense motion's resolution), ``deformed`` (the source warped at full resolution) and
+    ``occlusion_map``.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class OcclusionAwareGenerator(nn.Module):
             outputs["mask"] = dense_motion["mask"]
             outputs["sparse_deformed"] = dense_motion["sparse_deformed"]
             deformation = dense_motion["deformation"]
+            outputs["deformation"] = deformation
             out = self.deform_input(out, deformation)
             occlusion_map = dense_motion.get("occlusion_map")
             if occlusion_map is not None:

@@ -4,7 +4,10 @@ Framing as the published FOMM preprocessing does it: the face in the source imag
 with a margin, and the driving clip gets one stable square crop box (the union of its face boxes over
 the clip) so the crop does not jitter. Crops are resized to the model's frame size, animated in
 batches, and the result is pasted back into the source image with a feathered mask, or returned as the
-crop. Two passes over the driving file (find the box, then animate) keep memory bounded by one batch
+crop. With ``full_resolution`` (the default) the source crop is handed to the animator at its own
+resolution (``full_resolution.working_side``): the animator takes the motion from the model and the
+pixels from the source (``full_resolution.FullResolutionAnimator``), so the face keeps the source's
+sharpness; without it, everything runs at the model's frame size, as the published demo does. Two passes over the driving file (find the box, then animate) keep memory bounded by one batch
 whatever the clip's length. The driving clip's audio is kept.
 
 The model is anything with ``frame_size``, ``prepare`` and ``animate_batch`` (an in-process
@@ -21,6 +24,7 @@ from PIL import Image
 
 from dfp import faces as faces_lib
 from dfp import media, provenance
+from services.creator.pipelines.full_resolution import working_side
 
 # FOMM's preprocessing grows the face box generously: the head and some background move too.
 SOURCE_MARGIN = 0.45
@@ -35,6 +39,9 @@ class NoFace(ValueError):
 
 
 class Animator(Protocol):
+    """Driving frames come at ``frame_size``; the source at ``frame_size``, or, for full-resolution
+    options, at its working side, and the predictions come back at the source's size."""
+
     frame_size: int
 
     def prepare(self, source: np.ndarray, initial_driving: np.ndarray, mode: str): ...
@@ -50,6 +57,7 @@ class AnimationOptions:
     best_initial_frame: bool = False
     batch_size: int = 8
     visible_mark: bool = True
+    full_resolution: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +193,8 @@ def animate_video(
     elif options.best_initial_frame:
         raise ValueError("best_initial_frame needs face cropping (it matches face landmarks)")
 
-    source = fit_frame(_crop(source_rgb, source_box), size)
+    source_side = working_side(source_box[2]) if (options.full_resolution and source_box) else size
+    source = fit_frame(_crop(source_rgb, source_box), source_side)
     initial = None
     for index, rgb in enumerate(media.iter_video_frames(driving_path)):
         if index == initial_index:

@@ -143,7 +143,8 @@ class FommAnimator:
         return AnimationState(source_tensor, kp_source, kp_initial, scale, mode)
 
     @torch.inference_mode()
-    def animate_batch(self, state: AnimationState, driving: np.ndarray) -> AnimatedBatch:
+    def forward(self, state: AnimationState, driving: np.ndarray) -> tuple[dict, dict]:
+        """The driving frames' raw keypoints and the generator's outputs, as tensors."""
         driving_tensor = to_tensor(driving, self.device)
         batch = driving_tensor.shape[0]
         kp_driving = self.keypoints(driving_tensor)
@@ -159,16 +160,27 @@ class FommAnimator:
         kp_source = {key: value.expand(batch, *value.shape[1:]) for key, value in state.kp_source.items()}
         kp_norm = {key: value.expand(batch, *value.shape[1:]) for key, value in kp_norm.items()}
         source = state.source.expand(batch, *state.source.shape[1:])
-        out = self.model.generator(source, kp_source=kp_source, kp_driving=kp_norm)
-        occlusion = out.get("occlusion_map")
-        jacobian = kp_driving.get("jacobian")
-        return AnimatedBatch(
-            prediction=_numpy(out["prediction"].permute(0, 2, 3, 1)),
-            deformed=_numpy(out["deformed"].permute(0, 2, 3, 1)),
-            occlusion_map=None if occlusion is None else _numpy(occlusion[:, 0]),
-            kp_driving_value=_numpy(kp_driving["value"]),
-            kp_driving_jacobian=None if jacobian is None else _numpy(jacobian),
-        )
+        return kp_driving, self.model.generator(source, kp_source=kp_source, kp_driving=kp_norm)
+
+    def animate_batch(self, state: AnimationState, driving: np.ndarray) -> AnimatedBatch:
+        kp_driving, out = self.forward(state, driving)
+        return batch_outputs(kp_driving, out)
+
+
+def batch_outputs(kp_driving: dict, out: dict, prediction: torch.Tensor | None = None,
+                  deformed: torch.Tensor | None = None) -> AnimatedBatch:
+    """The generator's outputs as arrays; ``prediction`` and ``deformed`` replace the generator's own."""
+    occlusion = out.get("occlusion_map")
+    jacobian = kp_driving.get("jacobian")
+    prediction = out["prediction"] if prediction is None else prediction
+    deformed = out["deformed"] if deformed is None else deformed
+    return AnimatedBatch(
+        prediction=_numpy(prediction.permute(0, 2, 3, 1)),
+        deformed=_numpy(deformed.permute(0, 2, 3, 1)),
+        occlusion_map=None if occlusion is None else _numpy(occlusion[:, 0]),
+        kp_driving_value=_numpy(kp_driving["value"]),
+        kp_driving_jacobian=None if jacobian is None else _numpy(jacobian),
+    )
 
 
 def batched(frames: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:

@@ -32,7 +32,7 @@ def export_release(run_dir: pathlib.Path, out_dir: pathlib.Path) -> pathlib.Path
 def animation_card(run_dir: pathlib.Path, release_dir: pathlib.Path, data: pathlib.Path, command: str) -> dict:
     """Metrics of the released (fp16) weights on the held-out frames, the data, the training set-up."""
     model = checkpoints.load_model(release_dir / "config.yaml", release_dir / CHECKPOINT)
-    clips = clips_lib.load_clips(data, model.frame_size)
+    clips = clips_lib.load_clips(data, model.frame_size, clips_lib.unseen_clips(model.config))
     metrics = reconstruction_l1(model, clips)
     config = model.config
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
@@ -50,7 +50,7 @@ def animation_card(run_dir: pathlib.Path, release_dir: pathlib.Path, data: pathl
             "folder": data.name,
             "heldout_fraction": clips_lib.HOLDOUT_FRACTION,
             "clips": {
-                clip.name: {"frames": len(clip.frames), "train_frames": clip.split_index,
+                clip.name: {"frames": len(clip.frames), "train_frames": clip.split_index, "unseen": clip.unseen,
                             "heldout_frames": len(clip.heldout_frames), "sha256": sha256_file(data / f"{clip.name}.mp4")}
                 for clip in clips
             },

@@ -1,6 +1,7 @@
 """Talking-head clips as training data: each clip face-cropped with one stable box, resized to the
 model's frame size and cached as a uint8 array (T, S, S, 3). The last HOLDOUT_FRACTION of every clip
-is held out for evaluation, as the issue's protocol asks."""
+is held out for evaluation, as the issue's protocol asks; an unseen clip (``train_params.unseen_clips``)
+is held out whole, to measure motion on people and recordings the model never saw."""
 
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ HOLDOUT_FRACTION = 0.2
 class Clip:
     name: str
     frames: np.ndarray  # (T, S, S, 3) uint8
+    unseen: bool = False
 
     @property
     def split_index(self) -> int:
+        if self.unseen:
+            return 0
         return int(round(len(self.frames) * (1.0 - HOLDOUT_FRACTION)))
 
     @property
@@ -60,9 +64,18 @@ def load_clip(video: pathlib.Path, size: int, detector: faces_lib.FaceDetector |
     return Clip(video.stem, frames)
 
 
-def load_clips(folder: pathlib.Path, size: int) -> list[Clip]:
+def load_clips(folder: pathlib.Path, size: int, unseen: tuple[str, ...] = ()) -> list[Clip]:
+    """Every clip in ``folder``; those named in ``unseen`` (file stems) are held out whole."""
     videos = sorted(folder.glob("*.mp4"))
     if not videos:
         raise FileNotFoundError(f"no .mp4 clips in {folder}")
+    missing = set(unseen) - {video.stem for video in videos}
+    if missing:
+        raise FileNotFoundError(f"unseen clips {', '.join(sorted(missing))} are not in {folder}")
     detector = faces_lib.FaceDetector()
-    return [load_clip(video, size, detector) for video in videos]
+    return [dataclasses.replace(load_clip(video, size, detector), unseen=video.stem in unseen) for video in videos]
+
+
+def unseen_clips(config: dict) -> tuple[str, ...]:
+    """The clips a FOMM config holds out whole (``train_params.unseen_clips``)."""
+    return tuple(config.get("train_params", {}).get("unseen_clips", ()))

@@ -32,7 +32,8 @@ def reconstruction_l1(model: FommModel, clips: list[Clip], batch_size: int = 16,
             clip_model += float((prediction - driving).abs().mean(dim=(1, 2, 3)).sum())
             clip_copy += float((source - driving).abs().mean(dim=(1, 2, 3)).sum())
         frames_count = len(heldout)
-        per_clip[clip.name] = {"frames": frames_count, "l1": clip_model / frames_count, "copy_source_l1": clip_copy / frames_count}
+        per_clip[clip.name] = {"frames": frames_count, "l1": clip_model / frames_count,
+                               "copy_source_l1": clip_copy / frames_count, "unseen": clip.unseen}
         total_model += clip_model
         total_copy += clip_copy
         total_frames += frames_count

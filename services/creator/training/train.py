@@ -83,7 +83,7 @@ def train(config_path: pathlib.Path, data: pathlib.Path, out: pathlib.Path, step
         step = int(state["step"])
         log.info("resumed from step %d", step)
 
-    clips = clips_lib.load_clips(data, size)
+    clips = clips_lib.load_clips(data, size, clips_lib.unseen_clips(config))
     sampler = PairSampler(clips, seed + step)
     weights = train_params["loss_weights"]
     pyramid = ImagePyramid(train_params["scales"], config["model_params"]["common_params"]["num_channels"])

@@ -301,17 +301,19 @@ class Client:
         return_crop: bool = False,
         best_initial_frame: bool = False,
         no_visible_mark: bool = False,
+        plain: bool = False,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> operations_pb2.Operation:
-        """Queues an animation job (FOMM) and returns its operation at once."""
+        """Queues an animation job (FOMM) and returns its operation at once; ``plain`` runs the
+        published path at the model's frame size instead of the full-resolution one."""
         modes = {"relative": creation_pb2.RELATIVE, "absolute": creation_pb2.ABSOLUTE}
         if mode not in modes:
             raise ValueError(f"mode must be relative or absolute, got {mode!r}")
         request = creation_pb2.AnimateImageRequest(
             source_media=source_media, driving_media=driving_media, mode=modes[mode],
             model=common_pb2.ModelSpec(name=model), no_face_crop=no_face_crop, return_crop=return_crop,
-            best_initial_frame=best_initial_frame, no_visible_mark=no_visible_mark,
+            best_initial_frame=best_initial_frame, no_visible_mark=no_visible_mark, plain=plain,
             request_id=request_id or str(uuid.uuid4()),
         )
         return _call(self._creation.AnimateImage, request, timeout=self._timeout(timeout_s))

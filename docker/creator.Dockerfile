@@ -17,6 +17,7 @@ COPY dfp ./dfp
 COPY gateway ./gateway
 COPY services ./services
 COPY models/creator ./models/creator
+COPY models/enhancer/face-restore ./models/enhancer/face-restore
 
 RUN pip install -c constraints.txt '.[creator]' grpcio-tools==1.85.1 \
     && pip install --no-deps facenet-pytorch==2.6.0 \

@@ -137,9 +137,10 @@ def animate_image_job(creator: CreatorClient, media: MediaStore, face_detector: 
         options = animate_media.AnimationOptions(
             mode=_mode(request), crop_faces=not request.no_face_crop, paste_back=not request.return_crop,
             best_initial_frame=request.best_initial_frame, batch_size=batch_size,
-            visible_mark=not request.no_visible_mark,
+            visible_mark=not request.no_visible_mark, full_resolution=not request.plain,
         )
-        animator = TorchServeAnimator(creator, model, version, input_size)
+        animator = TorchServeAnimator(creator, model, version, input_size,
+                                      full_resolution=options.full_resolution and options.crop_faces)
         with tempfile.TemporaryDirectory(prefix="dfp-animate-") as workdir:
             driving_path = pathlib.Path(workdir) / "driving"
             out_path = pathlib.Path(workdir) / "result.mp4"

@@ -25,6 +25,7 @@ class _Clip:
     source: np.ndarray
     initial: np.ndarray
     mode: str
+    full_resolution: bool  # the source is a square crop at its working side, animated at that size
 
 
 @dataclasses.dataclass
@@ -35,17 +36,20 @@ class RemoteBatch:
 class TorchServeAnimator:
     """One animation model under TorchServe, seen as a batch animator."""
 
-    def __init__(self, client: "CreatorClient", model: str, version: str = "", frame_size: int = 256):
+    def __init__(self, client: "CreatorClient", model: str, version: str = "", frame_size: int = 256,
+                 full_resolution: bool = False):
         self._client = client
         self.model = model
         self.version = version
         self.frame_size = frame_size
+        self.full_resolution = full_resolution
 
     def prepare(self, source: np.ndarray, initial_driving: np.ndarray, mode: str = "relative") -> _Clip:
-        return _Clip(to_uint8(source), to_uint8(initial_driving), mode)
+        return _Clip(to_uint8(source), to_uint8(initial_driving), mode, self.full_resolution)
 
     def animate_batch(self, clip: _Clip, driving: np.ndarray) -> RemoteBatch:
-        body = protocol.encode_request(protocol.AnimationRequest(clip.source, clip.initial, to_uint8(driving), clip.mode))
+        body = protocol.encode_request(protocol.AnimationRequest(clip.source, clip.initial, to_uint8(driving), clip.mode,
+                                                                 clip.full_resolution))
         prediction = protocol.decode_response(self._client.predict(self.model, self.version, body))
         return RemoteBatch(prediction.astype(np.float32) / 255.0)
 

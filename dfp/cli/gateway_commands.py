@@ -159,10 +159,12 @@ def _media_name(client, value: str, quiet: bool) -> str:
 @click.option("--return-crop", is_flag=True, help="Return the animated face crop, not the pasted-back portrait.")
 @click.option("--best-frame", is_flag=True, help="Start from the driving frame whose pose best matches the source.")
 @click.option("--no-visible-mark", is_flag=True, help="Leave out the visible label (the watermark and tags stay).")
+@click.option("--plain", is_flag=True, help="The published FOMM path: the face redrawn at the model's frame size "
+                                            "(default: the source's own pixels, moved at their resolution).")
 @click.option("--detach", is_flag=True, help="Print the job name and return without waiting.")
 @gateway_options
-def animate(client, source, driving, out, mode, model, no_face_crop, return_crop, best_frame, no_visible_mark, detach,
-            as_json, quiet):
+def animate(client, source, driving, out, mode, model, no_face_crop, return_crop, best_frame, no_visible_mark, plain,
+            detach, as_json, quiet):
     """Animate a portrait by a driving video (First Order Motion Model) on the platform.
 
     Local files are uploaded first. The result is stored as a new media item, labelled as synthetic,
@@ -179,7 +181,7 @@ def animate(client, source, driving, out, mode, model, no_face_crop, return_crop
     driving_name = _media_name(client, driving, quiet)
     operation = client.animate_image(source_name, driving_name, mode=mode, model=model, no_face_crop=no_face_crop,
                                      return_crop=return_crop, best_initial_frame=best_frame,
-                                     no_visible_mark=no_visible_mark)
+                                     no_visible_mark=no_visible_mark, plain=plain)
     result = _follow_creation(client, operation, creation_pb2.AnimateImageResponse, out, detach, as_json, quiet)
     if result is not None:
         click.echo(f"{result.result_media}: {result.frames} frames at {result.frames_per_second:g} fps "

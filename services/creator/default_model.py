@@ -12,6 +12,7 @@ NAME = "dfp-fomm-small-64"
 FOLDER = pathlib.Path(__file__).resolve().parents[2] / "models" / "creator" / "fomm-small-64"
 CONFIG = FOLDER / "config.yaml"
 CHECKPOINT = FOLDER / "checkpoint.pth.tar"
+FACE_RESTORER = FOLDER.parents[1] / "enhancer" / "face-restore" / "face_restore.pth"
 
 
 def load() -> checkpoints.FommModel:
@@ -26,7 +27,7 @@ def load_face_restorer(device: str = "cpu", path: pathlib.Path | None = None):
     """The platform's face restorer as a full-resolution ``Restore``: (B,S,S,3) uint8 -> same."""
     from services.enhancer.face_restorers import load_unet
 
-    restorer = load_unet(path, device=device)
+    restorer = load_unet(path or FACE_RESTORER, device=device)
 
     def restore(faces):
         return restorer.restore(faces, landmarks=None)

@@ -61,13 +61,23 @@ def test_animation_job_stores_a_labelled_video_with_every_driving_frame_and_the_
     assert mark["marked"] and mark["payload"] == f"{watermark.payload_for(operation.name):08x}"
 
 
-def test_return_crop_gives_the_face_crop_at_the_model_size(client_module, portrait_and_clip, tmp_path):
+def _returned_crop_size(client_module, portrait_and_clip, **kwargs):
     source, driving = portrait_and_clip
-    operation = client_module.animate_image(source.name, driving.name, return_crop=True, mode="absolute")
+    operation = client_module.animate_image(source.name, driving.name, return_crop=True, mode="absolute", **kwargs)
     result = operation_result(client_module.wait_operation(operation.name, timeout_s=600),
                               creation_pb2.AnimateImageResponse)
     stored = client_module.get_media(result.result_media)
-    assert (stored.width, stored.height) == (32, 32)
+    return stored.width, stored.height
+
+
+def test_return_crop_gives_the_face_crop_at_the_source_resolution_through_torchserve(client_module, portrait_and_clip):
+    width, height = _returned_crop_size(client_module, portrait_and_clip)
+    # s0's face crop is over 200 px: animated at its own size (a multiple of 8), not the model's 32.
+    assert width == height and width > 200 and width % 8 == 0
+
+
+def test_plain_return_crop_gives_the_face_crop_at_the_model_size(client_module, portrait_and_clip):
+    assert _returned_crop_size(client_module, portrait_and_clip, plain=True) == (32, 32)
 
 
 @pytest.mark.parametrize("swap,kwargs,code", [

@@ -3,9 +3,13 @@ clients. A body is an uncompressed .npz (no pickles).
 
 Animation (FOMM):
   request:  source (H,W,3) uint8, initial (H,W,3) uint8 (the initial driving frame),
-            driving (B,H,W,3) uint8, mode () unicode: "relative" or "absolute";
-  response: prediction (B,S,S,3) uint8, at the model's frame size S.
-  Frames of any size are accepted; the handler resizes them to the model's frame size.
+            driving (B,H,W,3) uint8, mode () unicode: "relative" or "absolute",
+            optionally full_resolution () bool;
+  response: prediction (B,S,S,3) uint8, at the model's frame size S, or with full_resolution at the
+            source's own size.
+  Frames of any size are accepted; the handler resizes them to the model's frame size. With
+  full_resolution the source is a square crop (a side that is a multiple of 8, at most
+  FULL_RESOLUTION_MAX_SIDE) animated at its own size, see pipelines/full_resolution.py.
 
 Face swap (autoencoder):
   request:  faces (B,S,S,3) uint8 aligned faces at the model's resolution S, to () unicode: the
@@ -22,6 +26,7 @@ import numpy as np
 MODES = ("relative", "absolute")
 MAX_BATCH = 64
 MAX_SIDE = 1024
+FULL_RESOLUTION_MAX_SIDE = 512
 
 
 class BadRequest(ValueError):
@@ -34,6 +39,7 @@ class AnimationRequest:
     initial: np.ndarray
     driving: np.ndarray
     mode: str
+    full_resolution: bool = False
 
 
 def _frame_check(name: str, array: np.ndarray, ndim: int) -> None:
@@ -44,7 +50,7 @@ def _frame_check(name: str, array: np.ndarray, ndim: int) -> None:
         raise BadRequest(f"{name} frames must be 8 to {MAX_SIDE} pixels on a side, got {array.shape[-3:-1]}")
 
 
-def _read_npz(body: bytes | bytearray, names: set[str]) -> dict[str, np.ndarray]:
+def _read_npz(body: bytes | bytearray, names: set[str], optional: set[str] = frozenset()) -> dict[str, np.ndarray]:
     if not body:
         raise BadRequest("empty request body")
     try:
@@ -52,7 +58,7 @@ def _read_npz(body: bytes | bytearray, names: set[str]) -> dict[str, np.ndarray]
             missing = names - set(arrays.files)
             if missing:
                 raise BadRequest(f"request lacks {', '.join(sorted(missing))}")
-            return {name: arrays[name] for name in names}
+            return {name: arrays[name] for name in names | (optional & set(arrays.files))}
     except BadRequest:
         raise
     except (ValueError, OSError, EOFError) as exc:
@@ -62,13 +68,17 @@ def _read_npz(body: bytes | bytearray, names: set[str]) -> dict[str, np.ndarray]
 def encode_request(request: AnimationRequest) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, source=request.source, initial=request.initial, driving=request.driving,
-             mode=np.array(request.mode))
+             mode=np.array(request.mode), full_resolution=np.array(request.full_resolution))
     return buffer.getvalue()
 
 
 def decode_request(body: bytes | bytearray) -> AnimationRequest:
-    arrays = _read_npz(body, {"source", "initial", "driving", "mode"})
-    request = AnimationRequest(arrays["source"], arrays["initial"], arrays["driving"], str(arrays["mode"]))
+    arrays = _read_npz(body, {"source", "initial", "driving", "mode"}, {"full_resolution"})
+    full_resolution = arrays.get("full_resolution", np.array(False))
+    if full_resolution.dtype != np.bool_ or full_resolution.shape != ():
+        raise BadRequest(f"full_resolution must be a bool scalar, got {full_resolution.dtype} {full_resolution.shape}")
+    request = AnimationRequest(arrays["source"], arrays["initial"], arrays["driving"], str(arrays["mode"]),
+                               bool(full_resolution))
     _frame_check("source", request.source, 3)
     _frame_check("initial", request.initial, 3)
     _frame_check("driving", request.driving, 4)
@@ -76,6 +86,10 @@ def decode_request(body: bytes | bytearray) -> AnimationRequest:
         raise BadRequest(f"driving must hold 1 to {MAX_BATCH} frames, got {len(request.driving)}")
     if request.mode not in MODES:
         raise BadRequest(f"mode must be one of {', '.join(MODES)}, got {request.mode!r}")
+    height, width = request.source.shape[:2]
+    if request.full_resolution and (height != width or height % 8 or height > FULL_RESOLUTION_MAX_SIDE):
+        raise BadRequest(f"a full_resolution source must be square with a side that is a multiple of 8 and at most "
+                         f"{FULL_RESOLUTION_MAX_SIDE}, got {height}x{width}")
     return request
 
 

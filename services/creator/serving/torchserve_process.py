@@ -49,7 +49,11 @@ def build_archive(handler: pathlib.Path, serialized: pathlib.Path, extra_files: 
 
 def build_fomm_archive(config: pathlib.Path, checkpoint: pathlib.Path, export_dir: pathlib.Path, name: str = "fomm",
                        version: str = "1") -> pathlib.Path:
-    return build_archive(FOMM_HANDLER, checkpoint, {"config.yaml": config}, export_dir, name, version)
+    """The animation model with its config and the face restorer its full-resolution path uses."""
+    from services.creator import default_model
+
+    return build_archive(FOMM_HANDLER, checkpoint, {"config.yaml": config, "face_restore.pth": default_model.FACE_RESTORER},
+                         export_dir, name, version)
 
 
 def build_swap_archive(release: pathlib.Path, export_dir: pathlib.Path, name: str, version: str) -> pathlib.Path:

@@ -73,10 +73,14 @@ def visibility(occlusion_map: torch.Tensor, deformation: torch.Tensor, visible_f
 
 
 def upsample_deformation(deformation: torch.Tensor, side: int) -> torch.Tensor:
-    """(B,h,w,2) flow in [-1,1] coordinates -> (B,side,side,2); the coordinates are resolution-free."""
+    """(B,h,w,2) flow in [-1,1] coordinates -> (B,side,side,2); the coordinates are resolution-free.
+
+    Bilinear with the corners on the end pixels' centres, as the flow's own grid is laid out: it
+    reproduces a smooth (affine) flow exactly, where torch's bicubic kernel (a = -0.75) bends a
+    linear ramp by up to a pixel."""
     if deformation.shape[1:3] == (side, side):
         return deformation
-    grid = F.interpolate(deformation.permute(0, 3, 1, 2), size=(side, side), mode="bicubic", align_corners=True)
+    grid = F.interpolate(deformation.permute(0, 3, 1, 2), size=(side, side), mode="bilinear", align_corners=True)
     return grid.permute(0, 2, 3, 1)
 
 

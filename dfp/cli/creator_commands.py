@@ -197,29 +197,80 @@ def train_command(config_path, data, out, steps, seed, threads, as_json):
 
 
 @creator.command("evaluate")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), required=True)
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), required=True)
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
+              help="FOMM config (default: the platform's own model's).")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
+              help="Checkpoint in the published layout (default: the platform's own model).")
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), default=None,
               help="Folder of talking-head .mp4 clips (default: DFP_SHARED_DIR/data/video/driving).")
+@click.option("--source", "sources", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+              help="Realism: a portrait still to animate (repeat for several). Without it, the held-out reconstruction L1.")
+@click.option("--driving", "clips", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+              help="Realism: a driving clip (repeat for several); default: the clips the model holds out whole.")
+@click.option("--max-frames", type=click.IntRange(0), default=0, help="Realism: frames per clip (0: all).")
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
+              help="Realism: write a contact sheet (driving frames, full-resolution and plain results) here.")
+@click.option("--no-restore", is_flag=True, help="Realism: full resolution without the face restorer.")
+@click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def evaluate_command(config_path, checkpoint, data, as_json):
-    """Held-out reconstruction L1 (the paper's protocol) against copying the source.
+def evaluate_command(config_path, checkpoint, data, sources, clips, max_frames, sheet, no_restore, device, as_json):
+    """Measure an animation model: realism of its fakes, or its held-out reconstruction.
+
+    With --source: every still animated by every driving clip, full resolution and plain in the
+    same run, each scored for sharpness (Laplacian variance over the source face's, 1.0 = as sharp),
+    motion fidelity (correlation of the five landmarks' motion with the driving clip's), identity
+    (landmark geometry against the source's, beside the driver's), flicker (frame-to-frame change
+    over the driving clip's) and the share of frames with a face.
+
+    Without --source: the paper's held-out reconstruction L1 against copying the source.
 
     \b
     Examples:
+      dfp creator evaluate --source s0.jpg --driving d12.mp4 --sheet sheet.jpg --json
       dfp creator evaluate --config run/config.yaml --checkpoint run/checkpoint.pth.tar --json
     """
-    from dfp import faces  # noqa: F401
-    from dfp.config import shared_dir
-    from services.creator import checkpoints
+    from dfp import faces  # noqa: F401  (torch stack first: see dfp.faces)
+    from dfp.config import LimitSettings, shared_dir
+    from services.creator import checkpoints, default_model
     from services.creator.training.clips import load_clips, unseen_clips
     from services.creator.training.evaluate import reconstruction_l1
 
-    model = checkpoints.load_model(config_path, checkpoint)
-    metrics = reconstruction_l1(model, load_clips(data or shared_dir() / "data" / "video" / "driving", model.frame_size,
-                                                  unseen_clips(model.config)))
-    emit(metrics, as_json, f"held-out L1 {metrics['l1']:.4f} vs copy-the-source {metrics['copy_source_l1']:.4f} "
-                           f"over {metrics['heldout_frames']} frames")
+    if (config_path is None) != (checkpoint is None):
+        raise click.UsageError("give --config and --checkpoint together, or neither for the platform's own model")
+    model = default_model.load() if config_path is None else checkpoints.load_model(config_path, checkpoint)
+    data = data or shared_dir() / "data" / "video" / "driving"
+    if not sources:
+        if clips:
+            raise click.UsageError("--driving is for the realism measures: give --source too")
+        metrics = reconstruction_l1(model, load_clips(data, model.frame_size, unseen_clips(model.config)))
+        emit(metrics, as_json, f"held-out L1 {metrics['l1']:.4f} vs copy-the-source {metrics['copy_source_l1']:.4f} "
+                               f"over {metrics['heldout_frames']} frames")
+        return
+
+    from services.creator import evaluation
+    from services.creator.pipelines.fomm_animation import FommAnimator
+    from services.creator.pipelines.full_resolution import FullResolutionAnimator
+
+    clips = list(clips) or [data / f"{name}.mp4" for name in unseen_clips(model.config)]
+    if not clips:
+        raise click.UsageError("this model holds out no clip whole: name the driving clips with --driving")
+    animator = FommAnimator(model, device)
+    full = FullResolutionAnimator(animator, None if no_restore else default_model.load_face_restorer(device))
+    report = evaluation.evaluate_animation(lambda path: full if path == "full_resolution" else animator,
+                                           list(sources), clips, max_frames=max_frames, sheet=sheet,
+                                           max_image_pixels=LimitSettings.from_env().max_image_pixels)
+    report["model"] = model.config.get("model_name", "")
+    report["unseen_clips"] = list(unseen_clips(model.config))
+    fmt = evaluation.format_measure
+    lines = []
+    for path, summary in report["summary"].items():
+        lines.append(f"{path}: sharpness {fmt(summary['sharpness_ratio'])}, motion "
+                     f"{fmt(summary['motion_correlation'])}, identity "
+                     f"{fmt(summary['identity_distance'])} (driver "
+                     f"{fmt(summary['driving_identity_distance'])}), flicker "
+                     f"{fmt(summary['flicker_ratio'])}, faces found {fmt(summary['faces_found'])} "
+                     f"over {summary['pairs']} pairs")
+    emit(report, as_json, "\n".join(lines))
 
 
 @creator.command("register")

@@ -45,7 +45,10 @@ class MediaInfo:
     has_audio: bool = False
 
 
-_IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp"}
+# A GIF is read as its first frame (an animated GIF is scored as a still; convert it to a video to
+# score every frame).
+_IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
+                  "GIF": "image/gif"}
 _VIDEO_CONTENT_TYPES = {
     "mp4": "video/mp4",
     "mov": "video/quicktime",
@@ -60,6 +63,8 @@ def sniff(header: bytes) -> str | None:
     if header.startswith(b"\xff\xd8\xff") or header.startswith(b"\x89PNG\r\n\x1a\n"):
         return IMAGE
     if header.startswith(b"BM") and len(header) >= 14:
+        return IMAGE
+    if header[:6] in (b"GIF87a", b"GIF89a"):
         return IMAGE
     if header[:4] == b"RIFF" and header[8:12] == b"WEBP":
         return IMAGE
@@ -79,7 +84,7 @@ def _open_image(source: bytes | str | os.PathLike, max_pixels: int) -> Image.Ima
     except FileNotFoundError:
         raise InvalidMedia(f"no such file: {source}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidMedia(f"not a readable image (JPEG, PNG, WebP or BMP): {exc}") from None
+        raise InvalidMedia(f"not a readable image (JPEG, PNG, WebP, BMP or GIF): {exc}") from None
     width, height = image.size
     if width <= 0 or height <= 0:
         raise InvalidMedia(f"image has empty dimensions {width}x{height}")

@@ -10,6 +10,11 @@ import dataclasses
 
 import grpc
 import numpy as np
+
+from dfp.quiet_tensorflow import import_tensorflow
+
+import_tensorflow()
+
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 

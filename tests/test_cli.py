@@ -95,6 +95,15 @@ def test_score_marks_unreadable_inputs_and_exits_1(shared, tmp_path):
     assert lines[1]["path"] == str(good) and 0 <= lines[1]["fake_probability"] <= 1
 
 
+def test_score_prints_no_tensorflow_start_up_lines_unless_debugging(shared):
+    face = sorted((shared / "dfdc-faces" / "val" / "real").iterdir())[0]
+    env = {key: value for key, value in os.environ.items() if key not in ("DFP_DEBUG", "TF_CPP_MIN_LOG_LEVEL")}
+    result = dfp("detector", "score", "--no-face-crop", str(face), env=env)
+    assert result.stdout.startswith(str(face)) and result.stderr == ""
+    debug = dfp("detector", "score", "--no-face-crop", str(face), env={**env, "DFP_DEBUG": "1"})
+    assert "oneDNN" in debug.stderr or "cuda" in debug.stderr.lower()
+
+
 def test_score_gives_a_video_the_mean_and_max_over_sampled_frames(shared):
     clip = shared / "video" / "driving" / "d0.mp4"
     result = dfp("detector", "score", "--video-frames", "4", "--json", str(clip))

@@ -1,5 +1,8 @@
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from dfp import media
 from tests.helpers import jpeg_bytes, mp4_file, png_claiming_size
@@ -19,6 +22,18 @@ def test_image_is_decoded_to_rgb_and_described():
     assert (info.media_type, info.content_type, info.width, info.height) == ("image", "image/jpeg", 64, 48)
     rgb = media.decode_image(data, max_pixels=10_000)
     assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
+
+
+def test_an_animated_gif_is_read_as_its_first_frame():
+    frames = [Image.new("RGB", (40, 30), colour) for colour in ((200, 20, 20), (20, 200, 20))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    data = buffer.getvalue()
+    assert media.sniff(data[:64]) == media.IMAGE
+    info = media.probe_image(data, max_pixels=10_000)
+    assert (info.content_type, info.width, info.height) == ("image/gif", 40, 30)
+    rgb = media.decode_image(data, max_pixels=10_000)
+    assert rgb.shape == (30, 40, 3) and rgb[15, 20, 0] > 150 and rgb[15, 20, 1] < 60
 
 
 def test_truncated_jpeg_is_refused():

@@ -1,6 +1,5 @@
 """Detector service: MesoNet in Keras, its SavedModel export, and a TensorFlow Serving API server."""
 
-import os
+from dfp.quiet_tensorflow import import_tensorflow
 
-# TensorFlow's C++ start-up chatter goes to stderr of every command that scores; keep errors only.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import_tensorflow()

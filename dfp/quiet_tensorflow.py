@@ -5,6 +5,9 @@ TensorFlow's C++ runtime logs through absl before absl's logging is initialised,
 2 whatever TF_CPP_MIN_LOG_LEVEL says; a user reads them as a failure. They are all written while the
 library loads and its devices are first listed, so standard error is pointed at /dev/null for just
 that moment. DFP_DEBUG=1 keeps them.
+
+Triton (which torch loads) is imported first when installed: its LLVM clashes with TensorFlow's when
+TensorFlow is loaded first (see dfp.faces), and every process that may use both comes through here.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def import_tensorflow() -> None:
     if _imported:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with contextlib.suppress(ImportError):
+        import triton  # noqa: F401
     with _native_stderr_silenced():
         import tensorflow as tf
 

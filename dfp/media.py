@@ -49,6 +49,9 @@ class MediaInfo:
 # score every frame).
 _IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
                   "GIF": "image/gif"}
+# For messages that tell a user what they may send.
+SUPPORTED_IMAGES = "JPEG, PNG, WebP, BMP or GIF"
+SUPPORTED_VIDEOS = "MP4, MOV, MKV, WebM or AVI"
 _VIDEO_CONTENT_TYPES = {
     "mp4": "video/mp4",
     "mov": "video/quicktime",
@@ -84,7 +87,7 @@ def _open_image(source: bytes | str | os.PathLike, max_pixels: int) -> Image.Ima
     except FileNotFoundError:
         raise InvalidMedia(f"no such file: {source}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidMedia(f"not a readable image (JPEG, PNG, WebP, BMP or GIF): {exc}") from None
+        raise InvalidMedia(f"not a readable image ({SUPPORTED_IMAGES}): {exc}") from None
     width, height = image.size
     if width <= 0 or height <= 0:
         raise InvalidMedia(f"image has empty dimensions {width}x{height}")

@@ -57,7 +57,7 @@ class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
             if kind == media_lib.VIDEO:
                 raise InvalidArgument("image_bytes holds a video; upload it and use DetectVideo")
             if kind is None:
-                raise InvalidArgument("image_bytes is not an image (JPEG, PNG, WebP, BMP or GIF)")
+                raise InvalidArgument(f"image_bytes is not an image ({media_lib.SUPPORTED_IMAGES})")
         rgb = media_lib.decode_image(data, self._limits.max_image_pixels)
         return self._pipeline.detect_image(rgb, params)
 

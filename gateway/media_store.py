@@ -216,7 +216,7 @@ class MediaStore:
             return media_lib.probe_video(path, self._limits.max_video_seconds, self._limits.max_video_pixels)
         raise InvalidArgument(
             "not an image or video: the file starts with no known signature "
-            "(images: JPEG, PNG, WebP, BMP, GIF; videos: MP4, MOV, MKV, WebM, AVI)"
+            f"(images: {media_lib.SUPPORTED_IMAGES}; videos: {media_lib.SUPPORTED_VIDEOS})"
         )
 
     def _new_record(self, team, request, info, size, sha256) -> MediaRecord:

@@ -10,7 +10,7 @@ KUBE_DIR := $(or $(DFP_TOOLS_CACHE),$(HOME)/.cache/dfp-tools)/kube-1.20.2
 KUBE_APISERVER := $(KUBE_DIR)/bin/kube-apiserver
 export DFP_SHARED_DIR ?= $(abspath ../shared)
 
-.PHONY: install protos enhancer-weights test demo bench load fuzz client-wheel clean
+.PHONY: install protos enhancer-weights test demo up bench load fuzz client-wheel clean
 
 install: $(VENV)/.installed
 
@@ -46,6 +46,10 @@ test: install protos enhancer-weights $(HELM) $(KUBE_APISERVER)
 
 demo: install protos enhancer-weights
 	$(PY) scripts/demo.py
+
+# The platform on 127.0.0.1, in the foreground until Ctrl-C; prints DFP_GATEWAY and DFP_TOKEN.
+up: install protos enhancer-weights
+	$(VENV)/bin/dfp dev up
 
 bench: install protos enhancer-weights
 	$(PY) bench/detect_throughput.py

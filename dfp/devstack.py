@@ -51,10 +51,11 @@ def wait_healthy(target: str, service: str = "", timeout_s: float = 120.0, proce
 class LocalStack:
     """``animation_model`` is (config, checkpoint) of the FOMM model the creator serves as "fomm";
     None leaves the creator service out (creation jobs then fail with UNAVAILABLE). The creator reads
-    the registry for face swap models every ``CREATOR_POLL_S``."""
+    the registry for face swap models every ``CREATOR_POLL_S``. The gateway listens on
+    ``gateway_port`` (default: a free port), every other process on a free port."""
 
     def __init__(self, workdir: pathlib.Path, model_base_path: pathlib.Path, extra_env: dict[str, str] | None = None,
-                 animation_model: tuple[pathlib.Path, pathlib.Path] | None = None):
+                 animation_model: tuple[pathlib.Path, pathlib.Path] | None = None, gateway_port: int | None = None):
         self.workdir = pathlib.Path(workdir)
         self.model_base_path = pathlib.Path(model_base_path)
         self.extra_env = dict(extra_env or {})
@@ -62,7 +63,7 @@ class LocalStack:
         self.creator_target = f"127.0.0.1:{free_port()}" if animation_model is not None else None
         self.s3 = LocalS3(self.workdir / "s3")
         self.model_server_target = f"127.0.0.1:{free_port()}"
-        self.gateway_target = f"127.0.0.1:{free_port()}"
+        self.gateway_target = f"127.0.0.1:{gateway_port or free_port()}"
         self.enhancer_target = f"127.0.0.1:{free_port()}"
         self.metrics_ports = {"gateway": free_port(), "model_server": free_port(), "enhancer": free_port(),
                               "creator": free_port()}
@@ -179,6 +180,11 @@ class LocalStack:
 
     def start_gateway(self) -> None:
         self.start_process("gateway", "gateway", self.gateway_target, "dfp.v1.DetectionService")
+
+    def pids(self) -> dict[str, int]:
+        """The process id of each server the stack started, the S3 server's included (the creator
+        stops TorchServe, which it starts in a process group of its own)."""
+        return {"s3": self.s3.process.pid, **{name: process.pid for name, process in self._processes.items()}}
 
     def stop_process(self, name: str, timeout_s: float = 60.0) -> None:
         process = self._processes.pop(name, None)

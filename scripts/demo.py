@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from dfp import config  # noqa: E402
 from dfp.devstack import LocalStack  # noqa: E402
 from services.creator import default_model  # noqa: E402
+from services.detector.export import export_platform_models  # noqa: E402
 
 OUTPUT = REPO / ".run" / "demo"
 
@@ -68,9 +69,9 @@ def main() -> None:
         image, video = demo_inputs(workdir)
         models = workdir / "models"
         base_env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
-        run("detector", "export", "--base-path", str(models), env=base_env)
         run("models", "pull", "mesonet", env=base_env)
-        run("detector", "export", "--arch", "meso4", "--base-path", str(models), env=base_env)
+        print("exporting the default detector and Meso4 for the model server (as `dfp dev up` does) ...", flush=True)
+        export_platform_models(models)
         print("starting S3 (SeaweedFS), the detector model server, TorchServe, the enhancer and the gateway on "
               "127.0.0.1 ...", flush=True)
         OUTPUT.mkdir(parents=True, exist_ok=True)

@@ -31,16 +31,10 @@ def model_base_path(tmp_path_factory, mesonet_dir) -> pathlib.Path:
     """A TF Serving base path, version 1 of: meso4 and mesoinception4 from the published weights, and
     `detector`, the platform's default detector as its card says to serve it (calibrated, and
     mirror-averaged when the card asks)."""
-    from services.detector import pretrained, scoring
-    from services.detector.calibration import Platt
-    from services.detector.export import export_version
+    from services.detector.export import export_platform_models
 
     base = tmp_path_factory.mktemp("serving")
-    for arch, filename in (("meso4", "Meso4_DF.h5"), ("mesoinception4", "MesoInception_DF.h5")):
-        export_version(scoring.load_network(mesonet_dir / filename, arch), base, arch, 1)
-    default = pretrained.default_detector()
-    export_version(scoring.load_network(default.weights, default.arch), base, pretrained.DEFAULT_DETECTOR_NAME, 1,
-                   Platt(default.calibration["a"], default.calibration["b"]))
+    export_platform_models(base, ("meso4", "mesoinception4"), mesonet_dir)
     return base
 
 

@@ -15,8 +15,8 @@ import sys
 
 import click
 
-from dfp.cli import (admin_commands, batch_commands, creator_commands, enhancer_commands, gateway_commands,
-                     offline_commands, provenance_commands, redteam_commands, swap_commands)
+from dfp.cli import (admin_commands, batch_commands, creator_commands, dev_commands, enhancer_commands,
+                     gateway_commands, offline_commands, provenance_commands, redteam_commands, swap_commands)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,6 +44,7 @@ admin_commands.register(cli)
 batch_commands.register(cli)
 provenance_commands.register(cli)
 redteam_commands.register(cli)
+dev_commands.register(cli)
 
 
 def main() -> None:

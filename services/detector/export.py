@@ -74,3 +74,20 @@ def export_version(model: keras.Model, base_path: str | os.PathLike, name: str, 
     if version is None:
         version = (versions(model_dir) or [0])[-1] + 1
     return export_saved_model(model, model_dir / str(version), calibration)
+
+
+def export_platform_models(base_path: str | os.PathLike, published_archs: tuple[str, ...] = ("meso4",),
+                           mesonet_dir: pathlib.Path | None = None) -> list[pathlib.Path]:
+    """Version 1 of what a local model server serves: ``detector`` (the platform's default detector,
+    calibrated as its card says) and each of ``published_archs`` from the published MesoNet weights
+    (from ``mesonet_dir``, else wherever `pretrained.default_weights` finds them)."""
+    from services.detector import pretrained, scoring
+
+    default = pretrained.default_detector()
+    exported = [export_version(scoring.load_network(default.weights, default.arch), base_path,
+                               pretrained.DEFAULT_DETECTOR_NAME, 1,
+                               Platt(default.calibration["a"], default.calibration["b"]))]
+    for arch in published_archs:
+        weights = (mesonet_dir / pretrained.DEFAULT_WEIGHTS[arch]) if mesonet_dir else pretrained.default_weights(arch)
+        exported.append(export_version(scoring.load_network(weights, arch), base_path, arch, 1))
+    return exported

@@ -1,13 +1,15 @@
-"""Load run: concurrent clients upload and detect through the gateway for a fixed time.
+"""Load run: the gateway's throughput curve as clients grow, for a fixed time per step.
 
 Each client loops: upload a fresh small JPEG (unique bytes, sha256 sent), then DetectImage on inline
-face-crop bytes. At the end every upload the gateway acknowledged is downloaded again and its sha256
-compared: an acknowledged upload that does not read back whole counts as lost. Printed: calls, errors
-by status, p50/p99 latency per call, lost uploads, and the throughput and p99 of N clients as ratios
-to one client measured in the same run (absolute times on a shared machine are noise).
+face-crop bytes, through `dfp.client` (which sends a call the gateway turned away at capacity again
+after the hinted delay). At the end every upload the gateway acknowledged is downloaded again and its
+sha256 compared: an acknowledged upload that does not read back whole counts as lost. Printed per
+client count: calls/s and its ratio to the best count in the same run, p50/p99 latency per call,
+errors by status (after the client's retries), and the refusals at capacity the gateway counted
+(its dfp_admission_rejected_total); then lost uploads. Absolute times on a shared machine are noise.
 
-    make load                                  # defaults below
-    python bench/load_gateway.py --clients 8 --seconds 30
+    make load                                        # 1, 4, 16, 32, 64 clients, 60 s each
+    python bench/load_gateway.py --clients 1,32 --seconds 30
 """
 
 from __future__ import annotations
@@ -105,46 +107,58 @@ def lost_uploads(target: str, token: str, uploaded: list[tuple[str, str]], workd
     return lost
 
 
-def summary(label: str, tally: Tally, seconds: float) -> float:
-    calls = sum(len(v) for v in tally.latencies.values())
+def refusals(metrics_port: int) -> float:
+    """Calls the gateway has turned away at capacity so far, from its Prometheus metrics."""
+    import requests
+
+    text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("dfp_admission_rejected_total{"))
+
+
+def summary(tally: Tally, refused: float) -> str:
     parts = []
     for name, values in sorted(tally.latencies.items()):
         p50, p99 = np.percentile(np.array(values) * 1000, [50, 99])
         parts.append(f"{name}: {len(values)} ok, p50 {p50:.0f} ms, p99 {p99:.0f} ms")
     errors = dict(tally.errors) or "none"
-    print(f"{label}: {calls / seconds:.1f} calls/s; {'; '.join(parts)}; errors {errors}")
-    return calls / seconds
+    return f"{'; '.join(parts)}; errors {errors}; refused at capacity (then retried) {refused:.0f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--clients", default="1,4,16,32,64", help="client counts, comma-separated")
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds per client count")
     args = parser.parse_args()
+    counts = [int(c) for c in args.clients.split(",")]
 
     from services.detector import archs, pretrained
     from services.detector.export import export_version
     from services.detector.weights import load_h5_weights
 
     crop = unique_jpeg(0)
+    results = []
     with tempfile.TemporaryDirectory(prefix="dfp-load-") as tmp:
         workdir = pathlib.Path(tmp)
         model = archs.build("meso4")
         load_h5_weights(model, pretrained.default_weights("meso4"))
         export_version(model, workdir / "models", "detector", 1)
         env = {"DFP_QUOTA_REQUESTS_PER_MINUTE": "1000000", "DFP_QUOTA_CONCURRENT_JOBS": "1000"}
+        uploaded = []
         with LocalStack(workdir / "stack", workdir / "models", env) as stack:
-            single = run_clients(stack.gateway_target, stack.token, 1, args.seconds, crop, workdir, 1)
-            many = run_clients(stack.gateway_target, stack.token, args.clients, args.seconds, crop, workdir, 10**7)
-            lost = lost_uploads(stack.gateway_target, stack.token, single.uploaded + many.uploaded, workdir)
-    one_rate = summary("1 client", single, args.seconds)
-    many_rate = summary(f"{args.clients} clients", many, args.seconds)
-    p99 = {name: np.percentile(many.latencies[name], 99) / np.percentile(single.latencies[name], 99)
-           for name in single.latencies if name in many.latencies}
-    print(f"ratio throughput {args.clients} clients / 1 client: {many_rate / one_rate:.2f}; ratio p99 "
-          + ", ".join(f"{name} {ratio:.2f}" for name, ratio in sorted(p99.items())))
-    acknowledged = len(single.uploaded) + len(many.uploaded)
-    print(f"acknowledged uploads {acknowledged}, lost or corrupted on read-back: {lost}")
+            for step, clients in enumerate(counts):
+                before = refusals(stack.metrics_ports["gateway"])
+                tally = run_clients(stack.gateway_target, stack.token, clients, args.seconds, crop, workdir,
+                                    1 + step * 10**7)
+                results.append((clients, tally, refusals(stack.metrics_ports["gateway"]) - before))
+                uploaded += tally.uploaded
+            lost = lost_uploads(stack.gateway_target, stack.token, uploaded, workdir)
+    rates = {clients: sum(len(v) for v in tally.latencies.values()) / args.seconds for clients, tally, _ in results}
+    best = max(rates.values())
+    for clients, tally, refused in results:
+        print(f"{clients:3d} clients: {rates[clients]:6.1f} calls/s, ratio to the best count {rates[clients] / best:.2f}; "
+              + summary(tally, refused))
+    print(f"acknowledged uploads {len(uploaded)}, lost or corrupted on read-back: {lost}")
     if lost:
         raise SystemExit(1)
 

@@ -8,8 +8,10 @@
 
 Every call carries a deadline (the client's `timeout_s`, or a per-call `timeout_s`). Calls that are
 safe to repeat are retried by gRPC on UNAVAILABLE with exponential backoff; DetectVideo is made safe
-to retry with a generated request_id. Failures raise `ApiError` with the gRPC status code and the
-server's message.
+to retry with a generated request_id. Any call the gateway turned away at capacity (UNAVAILABLE with
+a RetryInfo: nothing of it was done) is sent again after the hinted delay, with backoff and jitter,
+within the call's deadline. Failures raise `ApiError` with the gRPC status code and the server's
+message.
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ import hashlib
 import json
 import os
 import pathlib
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 
+from dfp.admission import retry_delay_s
 from dfp.config import ClientSettings
 from dfp.grpc_util import MAX_MESSAGE_BYTES
 from dfp.v1 import (
@@ -89,11 +94,32 @@ class OperationFailed(ApiError):
     """A long-running operation ended with an error."""
 
 
-def _call(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except grpc.RpcError as exc:
-        raise ApiError(exc.code(), exc.details() or "") from None
+OVERLOAD_ATTEMPTS = 6
+T = TypeVar("T")
+
+
+def _with_overload_retries(attempt: Callable[[float], T], timeout: float) -> T:
+    """Runs ``attempt(seconds left)`` again while the server answers at capacity, within ``timeout``;
+    gRPC errors become `ApiError`."""
+    deadline = time.monotonic() + timeout
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return attempt(max(0.001, deadline - time.monotonic()))
+        except grpc.RpcError as exc:
+            hint = retry_delay_s(exc)
+            delay = None if hint is None else max(hint, 0.05 * 2**tries) * random.uniform(1.0, 1.5)
+            if delay is None or tries == OVERLOAD_ATTEMPTS or time.monotonic() + delay >= deadline:
+                raise ApiError(exc.code(), exc.details() or "") from None
+            time.sleep(delay)
+
+
+def _call(fn, request, *, timeout: float, **kwargs):
+    """``fn(request)``, or ``fn(request())`` when ``request`` is a function making a fresh request
+    stream for each attempt."""
+    return _with_overload_retries(
+        lambda seconds: fn(request() if callable(request) else request, timeout=seconds, **kwargs), timeout)
 
 
 def _paged(fetch: Callable[[str], Message], field: str) -> Iterator:
@@ -216,34 +242,37 @@ class Client:
                     if progress:
                         progress(sent)
 
-        return _call(self._media.UploadMedia, requests(), timeout=self._timeout(timeout_s))
+        return _call(self._media.UploadMedia, requests, timeout=self._timeout(timeout_s))
 
     def download(self, name: str, out: str | os.PathLike, *, progress: Callable[[int], None] | None = None,
                  timeout_s: float | None = None) -> media_pb2.Media:
         """Writes the file to `out` (whole or not at all: through a temporary file, then renamed)."""
         out = pathlib.Path(out)
         partial = out.with_name(f".{out.name}.partial")
-        media = None
-        received = 0
         try:
-            with open(partial, "wb") as f:
-                stream = self._media.DownloadMedia(media_pb2.DownloadMediaRequest(name=name), timeout=self._timeout(timeout_s))
-                for message in stream:
-                    if message.WhichOneof("payload") == "media":
-                        media = message.media
-                    else:
-                        f.write(message.chunk)
-                        received += len(message.chunk)
-                        if progress:
-                            progress(received)
-            if media is None or received != media.size_bytes or sha256_file(partial) != media.sha256:
-                raise ApiError(grpc.StatusCode.DATA_LOSS, f"download of {name} was incomplete or corrupted")
-            os.replace(partial, out)
-            return media
-        except grpc.RpcError as exc:
-            raise ApiError(exc.code(), exc.details() or "") from None
+            return _with_overload_retries(lambda seconds: self._download_once(name, out, partial, seconds, progress),
+                                          self._timeout(timeout_s))
         finally:
             partial.unlink(missing_ok=True)
+
+    def _download_once(self, name: str, out: pathlib.Path, partial: pathlib.Path, timeout_s: float,
+                       progress: Callable[[int], None] | None) -> media_pb2.Media:
+        media = None
+        received = 0
+        with open(partial, "wb") as f:
+            stream = self._media.DownloadMedia(media_pb2.DownloadMediaRequest(name=name), timeout=max(0.001, timeout_s))
+            for message in stream:
+                if message.WhichOneof("payload") == "media":
+                    media = message.media
+                else:
+                    f.write(message.chunk)
+                    received += len(message.chunk)
+                    if progress:
+                        progress(received)
+        if media is None or received != media.size_bytes or sha256_file(partial) != media.sha256:
+            raise ApiError(grpc.StatusCode.DATA_LOSS, f"download of {name} was incomplete or corrupted")
+        os.replace(partial, out)
+        return media
 
     def get_media(self, name: str, timeout_s: float | None = None) -> media_pb2.Media:
         return _call(self._media.GetMedia, media_pb2.GetMediaRequest(name=name), timeout=self._timeout(timeout_s))

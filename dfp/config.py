@@ -78,6 +78,31 @@ class StorageSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class AdmissionSettings:
+    """How many calls a server runs at once and how many wait (see dfp.admission). ``max_active``
+    0 means 4 per core this process may use: a call spends much of its time waiting on storage or
+    on another service, so a few per core keep the cores busy without crowding them."""
+
+    max_active: int
+    max_queued: int
+    max_wait_s: float
+
+    @classmethod
+    def from_env(cls, prefix: str) -> "AdmissionSettings":
+        return cls(
+            max_active=_env_int(f"{prefix}_MAX_ACTIVE_CALLS", 0),
+            max_queued=_env_int(f"{prefix}_MAX_QUEUED_CALLS", 64),
+            max_wait_s=_env_float(f"{prefix}_MAX_QUEUE_WAIT_S", 2.0),
+        )
+
+    def queue(self, name: str):
+        from dfp.admission import AdmissionQueue
+        from dfp.cpus import available_cpus
+
+        return AdmissionQueue(self.max_active or 4 * available_cpus(), self.max_queued, self.max_wait_s, name)
+
+
+@dataclasses.dataclass(frozen=True)
 class LimitSettings:
     max_upload_bytes: int
     max_inline_image_bytes: int
@@ -141,6 +166,7 @@ class GatewaySettings:
     job_poll_s: float
     storage: StorageSettings
     limits: LimitSettings
+    admission: AdmissionSettings
     # PEM files of the C2PA signing identity for generated media; empty: no Content Credentials.
     c2pa_cert: str = ""
     c2pa_key: str = ""
@@ -169,6 +195,7 @@ class GatewaySettings:
             job_poll_s=_env_float("DFP_JOB_POLL_S", 0.5),
             storage=StorageSettings.from_env(),
             limits=LimitSettings.from_env(),
+            admission=AdmissionSettings.from_env("DFP_GATEWAY"),
             c2pa_cert=_env("DFP_C2PA_CERT", ""),
             c2pa_key=_env("DFP_C2PA_KEY", ""),
         )

@@ -1,7 +1,9 @@
 """Faces: find them, crop them, and resize crops to a model's input.
 
-`resize_to_model_input` is the one resize used on every path that feeds a detector (offline scoring,
-the gateway, training), so a face crop reaches the model identically whichever way it came.
+`resize_to_model_pixels` is the one resize used on every path that feeds a detector (offline scoring,
+the gateway, training), so a face crop reaches the model identically whichever way it came. Crops
+stay uint8 until the model scales them by 1/255 (in the served signature, or in `Detector`): a
+quarter of float32's bytes on the wire, and the same numbers.
 Face finding uses MTCNN from facenet-pytorch, whose weights ship inside its wheel (no download).
 """
 
@@ -41,17 +43,23 @@ class Face:
         return min(self.box[2] - self.box[0], self.box[3] - self.box[1])
 
 
-def resize_to_model_input(rgb: np.ndarray, size: int = MODEL_INPUT_SIZE) -> np.ndarray:
-    """RGB uint8 HxWx3 -> float32 size x size x 3 in [0, 1].
+def resize_to_model_pixels(rgb: np.ndarray, size: int = MODEL_INPUT_SIZE) -> np.ndarray:
+    """RGB uint8 HxWx3 -> uint8 size x size x 3.
 
-    An input that already has the model's size goes in untouched (only scaled by 1/255, as MesoNet's
-    training did); any other is resized with bilinear filtering over the whole image.
+    An input that already has the model's size goes in untouched; any other is resized with bilinear
+    filtering over the whole image.
     """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected RGB uint8 HxWx3, got {rgb.dtype} {rgb.shape}")
     if rgb.shape[:2] != (size, size):
         rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
-    return rgb.astype(np.float32) / 255.0
+    return rgb
+
+
+def resize_to_model_input(rgb: np.ndarray, size: int = MODEL_INPUT_SIZE) -> np.ndarray:
+    """RGB uint8 HxWx3 -> float32 size x size x 3 in [0, 1]: the model pixels scaled by 1/255, as
+    MesoNet's training did."""
+    return resize_to_model_pixels(rgb, size).astype(np.float32) / 255.0
 
 
 def square_crop_box(
@@ -84,18 +92,18 @@ def face_crops(
     min_face_size: int = 40,
     min_confidence: float = 0.9,
 ) -> tuple[list[Face], np.ndarray]:
-    """The faces that pass the size and confidence floors, and their model-ready crops [N, s, s, 3]."""
+    """The faces that pass the size and confidence floors, and their model-ready crops [N, s, s, 3] uint8."""
     kept = [f for f in found if f.side >= min_face_size and f.confidence >= min_confidence]
     if not kept:
-        return [], np.zeros((0, input_size, input_size, 3), np.float32)
-    return kept, np.stack([resize_to_model_input(crop_face(rgb, f.box), input_size) for f in kept])
+        return [], np.zeros((0, input_size, input_size, 3), np.uint8)
+    return kept, np.stack([resize_to_model_pixels(crop_face(rgb, f.box), input_size) for f in kept])
 
 
 def whole_image_as_face(rgb: np.ndarray, input_size: int = MODEL_INPUT_SIZE) -> tuple[list[Face], np.ndarray]:
-    """The whole image as the one face crop, for inputs that already are face crops."""
+    """The whole image as the one face crop (uint8), for inputs that already are face crops."""
     height, width = rgb.shape[:2]
     whole = Face(box=(0.0, 0.0, float(width), float(height)), confidence=1.0)
-    return [whole], resize_to_model_input(rgb, input_size)[None]
+    return [whole], resize_to_model_pixels(rgb, input_size)[None]
 
 
 class FaceDetector:

@@ -107,8 +107,10 @@ class Server:
     ):
         if tls is not None and mtls is not None:
             raise ValueError("a port speaks either TLS to any client or mutual TLS, not both")
+        # Calls past twice the workers are refused by gRPC itself (RESOURCE_EXHAUSTED) rather than
+        # queued without bound in the executor.
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=CHANNEL_OPTIONS,
-                                   interceptors=list(interceptors))
+                                   interceptors=list(interceptors), maximum_concurrent_rpcs=2 * max_workers)
         self._health = health.HealthServicer()
         self._names = []
         for add, servicer, name in services:

@@ -3,6 +3,7 @@
 import logging
 
 from dfp.config import GatewaySettings
+from dfp.cpus import configure_math_threads
 from dfp.grpc_util import wait_for_signal
 from dfp.observability import configure_logging, start_metrics_server
 from gateway.server import Gateway
@@ -10,6 +11,7 @@ from gateway.server import Gateway
 
 def main() -> None:
     configure_logging()
+    configure_math_threads()
     settings = GatewaySettings.from_env()
     gateway = Gateway(settings)
     gateway.start()

@@ -3,7 +3,9 @@
 A server interceptor (inside the authentication one) wraps each handler: when the call ends it notes
 the caller's token, the RPC, the resource names in the request and response (``media/...``,
 ``operations/...``, ``model:...``) and the status code, and hands the event to a background writer,
-so no call waits on the object store for its audit record. Read-only metadata calls (get, list,
+so no call waits on the object store for its audit record. The writer takes every event queued by
+the time it is free, up to ``MAX_BATCH``, and writes them as one object per team: one event per write
+when calls are few, one write per many events under load. Read-only metadata calls (get, list,
 wait, watch) are not recorded; every other RPC, including ones added later, is.
 """
 
@@ -17,7 +19,7 @@ import time
 import grpc
 from google.protobuf.message import Message
 
-from dfp.audit import AuditLog
+from dfp.audit import AuditLog, event as audit_event
 from gateway.auth import Authenticator
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ UNAUDITED = {
 UNAUDITED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 RESOURCE_PREFIXES = ("media/", "operations/")
 WRITE_ATTEMPTS = 5  # over about 15 s, so a short object store outage loses no events
+MAX_BATCH = 500
 
 
 def resources(message) -> list[str]:
@@ -54,26 +57,42 @@ class AuditWriter:
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, **event) -> None:
+    def submit(self, **fields) -> None:
+        """Queues an event, stamped now (the time of the call, not of the write)."""
+        recorded = audit_event(**fields)
         try:
-            self._queue.put(event, timeout=1.0)
+            self._queue.put(recorded, timeout=1.0)
         except queue.Full:
-            log.error("audit queue full; event not recorded: %s", event)
+            log.error("audit queue full; event not recorded: %s", recorded)
 
     def _run(self) -> None:
-        while True:
-            event = self._queue.get()
-            if event is None:
-                return
-            for attempt in range(WRITE_ATTEMPTS):
+        closing = False
+        while not closing:
+            batch = [self._queue.get()]
+            while len(batch) < MAX_BATCH:
                 try:
-                    self._log.record(**event)
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
                     break
-                except Exception:
-                    if attempt == WRITE_ATTEMPTS - 1:
-                        log.exception("could not write audit event %s", event)
-                    else:
-                        time.sleep(2.0 ** attempt)
+            if None in batch:
+                closing = True
+                batch = [item for item in batch if item is not None]
+            groups: dict[tuple[str, str], list[dict]] = {}
+            for item in batch:
+                groups.setdefault((item["team"], item["time"][:10]), []).append(item)
+            for group in groups.values():
+                self._write(group)
+
+    def _write(self, group: list[dict]) -> None:
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                self._log.record_events(group)
+                return
+            except Exception:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    log.exception("could not write %d audit events, the first %s", len(group), group[0])
+                else:
+                    time.sleep(2.0 ** attempt)
 
     def close(self, timeout_s: float = 30.0) -> None:
         self._queue.put(None)

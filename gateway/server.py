@@ -7,6 +7,7 @@ import threading
 
 from google.longrunning import operations_pb2_grpc
 
+from dfp.admission import AdmissionInterceptor
 from dfp.audit import AuditLog
 from dfp.config import GatewaySettings
 from dfp.faces import FaceDetector
@@ -37,6 +38,8 @@ from gateway.request_parsing import RequestParsingInterceptor
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 600.0
+# Threads beyond the admitted and queued calls: health checks, reflection, and answering refusals.
+ADMISSION_SPARE_WORKERS = 8
 
 
 def _read_tls(settings: GatewaySettings) -> tuple[bytes, bytes] | None:
@@ -86,6 +89,7 @@ class Gateway:
             lease_s=settings.job_lease_s,
             poll_s=settings.job_poll_s,
         )
+        admission = settings.admission.queue("gateway")
         self.server = Server(
             settings.listen,
             [
@@ -111,8 +115,12 @@ class Gateway:
                  "google.longrunning.Operations"),
                 (jobs_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(self.jobs, team_of), "dfp.v1.JobService"),
             ],
-            interceptors=[CallMetricsInterceptor("gateway"), RequestParsingInterceptor(), AuthInterceptor(authenticator), RateLimitInterceptor(authenticator, RateLimiter(quota_of)),
+            # Admission comes right after the metrics (which count its refusals), before any work.
+            interceptors=[CallMetricsInterceptor("gateway"), AdmissionInterceptor(admission, "gateway"),
+                          RequestParsingInterceptor(), AuthInterceptor(authenticator),
+                          RateLimitInterceptor(authenticator, RateLimiter(quota_of)),
                           AuditInterceptor(authenticator, self.audit)],
+            max_workers=admission.max_active + admission.max_queued + ADMISSION_SPARE_WORKERS,
             tls=_read_tls(settings),
             health_address=settings.health_listen,
         )

@@ -90,7 +90,7 @@ def test_publish_and_rollback_change_what_the_model_server_serves_without_restar
     server, manager = build_server("127.0.0.1:0", {"detector-a": base / "detector-a"}, BatchingParameters(8, 1000, 1), 0.2)
     manager.start()
     server.start()
-    batch = np.random.RandomState(1).rand(2, 256, 256, 3).astype(np.float32)
+    batch = np.random.RandomState(1).randint(0, 256, (2, 256, 256, 3)).astype(np.uint8)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}", options=CHANNEL_OPTIONS) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -110,7 +110,7 @@ def test_publish_and_rollback_change_what_the_model_server_serves_without_restar
         manager.stop()
     model = archs.build("meso4")
     load_h5_weights(model, mesonet_dir / "Meso4_F2F.h5")
-    raw = 1.0 - model(batch, training=False).numpy().reshape(-1)
+    raw = 1.0 - model(batch.astype(np.float32) / 255.0, training=False).numpy().reshape(-1)
     np.testing.assert_allclose(calibrated, Platt(0.5, -1.0).apply(raw), atol=1e-5)
     history = [h["action"] for h in registry.model("detector-a")["history"]]
     assert history == ["register", "register", "publish", "publish", "rollback"]

@@ -1,7 +1,10 @@
 """Exports a detector to a SavedModel in the layout TensorFlow Serving reads.
 
-Layout: `<base>/<model>/<version>/` with a `serving_default` signature taking `image` float32
-[N, side, side, 3] in [0, 1] and returning `fake_probability` float32 [N]. MesoNet's sigmoid means
+Layout: `<base>/<model>/<version>/` with a `serving_default` signature taking `image` uint8
+[N, side, side, 3] (the face crops' pixels; the signature scales them by 1/255, as MesoNet's
+training did, so a request carries a quarter of float32's bytes) and returning `fake_probability`
+float32 [N]. Versions exported before took float32 in [0, 1]; the gateway reads each model's
+signature and sends what it asks for. MesoNet's sigmoid means
 "real", so the signature returns 1 minus it: every consumer downstream speaks probability of fake.
 """
 
@@ -38,7 +41,8 @@ def export_saved_model(model: keras.Model, out_dir: str | os.PathLike, calibrati
     archive.track(model)
 
     def serve(image):
-        fake_probability = 1.0 - tf.reshape(model(image, training=False), [-1])
+        pixels = tf.cast(image, tf.float32) / 255.0
+        fake_probability = 1.0 - tf.reshape(model(pixels, training=False), [-1])
         if calibration is not None:
             p = tf.clip_by_value(fake_probability, EPSILON, 1.0 - EPSILON)
             fake_probability = tf.sigmoid(calibration.a * tf.math.log(p / (1.0 - p)) + calibration.b)
@@ -47,7 +51,7 @@ def export_saved_model(model: keras.Model, out_dir: str | os.PathLike, calibrati
     archive.add_endpoint(
         name=SIGNATURE,
         fn=serve,
-        input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32, name=INPUT_NAME)],
+        input_signature=[tf.TensorSpec([None, side, side, 3], tf.uint8, name=INPUT_NAME)],
     )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

@@ -65,7 +65,8 @@ def load_network(weights: str | os.PathLike, arch: str | None = None, mirror_ave
 
 
 class Detector:
-    """A detector model in process: `fake_probability(batch)` for float32 [N, side, side, 3] in [0, 1]."""
+    """A detector model in process: `fake_probability(batch)` for [N, side, side, 3] crops, uint8 or
+    float32 in [0, 1]."""
 
     def __init__(self, predict, input_size: int, description: str):
         self._predict = predict
@@ -109,9 +110,12 @@ class Detector:
 
         loaded = tf.saved_model.load(str(path))
         signature = loaded.signatures[SIGNATURE]
-        side = int(signature.structured_input_signature[1][INPUT_NAME].shape[1])
+        spec = signature.structured_input_signature[1][INPUT_NAME]
+        side = int(spec.shape[1])
 
         def predict(batch: np.ndarray) -> np.ndarray:
+            if spec.dtype == tf.uint8:  # the signature scales by 1/255 itself
+                batch = np.rint(batch * 255.0).astype(np.uint8)
             return signature(**{INPUT_NAME: tf.constant(batch)})[OUTPUT_NAME].numpy()
 
         return cls(predict, side, f"savedmodel:{path}")
@@ -150,7 +154,7 @@ def crops_for_image(
     input_size: int,
     face_detector: faces_lib.FaceDetector | None,
 ) -> tuple[list[faces_lib.Face], np.ndarray]:
-    """Faces and their model-ready crops [N, side, side, 3]; without a face detector, the whole image."""
+    """Faces and their model-ready crops [N, side, side, 3] uint8; without a face detector, the whole image."""
     if face_detector is None:
         return faces_lib.whole_image_as_face(rgb, input_size)
     return faces_lib.face_crops(rgb, face_detector.detect(rgb), input_size)

@@ -14,8 +14,9 @@ from services.detector.weights import save_h5_weights
 
 @pytest.fixture()
 def faces():
-    """Random crops: left and right differ, so a single view scores a crop and its mirror apart."""
-    return np.random.default_rng(3).random((4, 256, 256, 3), dtype=np.float32)
+    """Random crops (float32 in [0, 1] from uint8 pixels, as the served signature sees them): left and
+    right differ, so a single view scores a crop and its mirror apart."""
+    return np.random.default_rng(3).integers(0, 256, (4, 256, 256, 3), dtype=np.uint8).astype(np.float32) / 255.0
 
 
 @pytest.fixture()

@@ -51,13 +51,14 @@ def predict_request(name, batch, version=None):
 
 
 def crops(n, seed=0):
-    return np.random.RandomState(seed).rand(n, 256, 256, 3).astype(np.float32)
+    """Face crops as the exported signature takes them: uint8 pixels."""
+    return np.random.RandomState(seed).randint(0, 256, (n, 256, 256, 3)).astype(np.uint8)
 
 
 def keras_fake_probability(h5_path, arch, batch):
     model = archs.build(arch)
     load_h5_weights(model, h5_path)
-    return 1.0 - model(batch, training=False).numpy().reshape(-1)
+    return 1.0 - model(batch.astype(np.float32) / 255.0, training=False).numpy().reshape(-1)
 
 
 def test_official_client_predicts_with_the_served_model(served, mesonet_dir):
@@ -80,6 +81,7 @@ def test_metadata_and_status_follow_tf_serving(served):
     response.metadata["signature_def"].Unpack(signatures)
     signature = signatures.signature_def["serving_default"]
     assert list(signature.inputs) == ["image"]
+    assert signature.inputs["image"].dtype == tf.uint8.as_datatype_enum
     assert [d.size for d in signature.inputs["image"].tensor_shape.dim] == [-1, 256, 256, 3]
     assert list(signature.outputs) == ["fake_probability"]
 

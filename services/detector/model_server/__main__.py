@@ -15,6 +15,7 @@ import pathlib
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from dfp.config import ModelServerSettings
+from dfp.cpus import configure_math_threads
 from dfp.grpc_util import MutualTls, Server, wait_for_signal
 from dfp.observability import CallMetricsInterceptor, configure_logging, start_metrics_server
 from services.detector.model_server.servables import BatchingParameters, ServableManager
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="host:port for Prometheus /metrics (DFP_METRICS_LISTEN; empty: off)")
     args = parser.parse_args(argv)
     configure_logging()
+    configure_math_threads()
 
     names = args.model
     if not names and args.model_base_path.is_dir():

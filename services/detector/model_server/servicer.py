@@ -24,6 +24,7 @@ from tensorflow_serving.apis import (
     status_pb2,
 )
 
+from dfp.admission import overload_status
 from services.detector.export import SIGNATURE
 from services.detector.model_server.servables import Servable, ServableManager
 
@@ -75,7 +76,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             if problem:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"input {key!r}: {problem}")
             inputs[key] = array
-        outputs = servable.run(signature, inputs)
+        try:
+            outputs = servable.run(signature, inputs)
+        except OverflowError:
+            message = "the model server's batching queue is full; retry in 100 ms"
+            context.set_trailing_metadata(overload_status(message, 0.1))
+            context.abort(grpc.StatusCode.UNAVAILABLE, message)
         wanted = set(request.output_filter) or set(outputs)
         unknown = wanted - set(outputs)
         if unknown:

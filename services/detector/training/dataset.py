@@ -1,6 +1,6 @@
 """Face datasets from a folder with a labels CSV (path, label, split, source_video).
 
-Images go through `dfp.faces.resize_to_model_input`, the resize every serving path uses, once, and
+Images go through `dfp.faces.resize_to_model_pixels`, the resize every serving path uses, once, and
 are cached as uint8 arrays (a memory map per split and size under DFP_CACHE_DIR), keyed by the hash of
 the labels file so a changed dataset is never read from a stale cache.
 """
@@ -16,7 +16,7 @@ import pathlib
 import numpy as np
 
 from dfp import config
-from dfp.faces import resize_to_model_input
+from dfp.faces import resize_to_model_pixels
 from dfp.media import decode_image
 
 LABELS_FILE = "labels.csv"
@@ -72,7 +72,7 @@ def read_labels(root: pathlib.Path) -> list[Sample]:
 def _load(args: tuple[str, int]) -> np.ndarray:
     path, size = args
     rgb = decode_image(path, max_pixels=50_000_000)
-    return (resize_to_model_input(rgb, size) * 255.0 + 0.5).astype(np.uint8)
+    return resize_to_model_pixels(rgb, size)
 
 
 def load_split(root: pathlib.Path, split: str, size: int = 256, limit: int = 0, workers: int = 2) -> Split:

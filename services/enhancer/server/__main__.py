@@ -14,6 +14,7 @@ import argparse
 import logging
 
 from dfp.config import EnhancerSettings
+from dfp.cpus import configure_math_threads
 from dfp.enhancer.v1 import enhancer_pb2_grpc
 from dfp.grpc_util import MutualTls, Server, wait_for_signal
 from dfp.observability import CallMetricsInterceptor, configure_logging, start_metrics_server
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preload", action="append", default=[], choices=MODELS, help="model to load at start; repeatable")
     args = parser.parse_args(argv)
     configure_logging()
+    configure_math_threads()
 
     models = ModelCache.from_settings(settings)
     for name in args.preload:

@@ -1,0 +1,176 @@
+"""Admission control for a gRPC server: a bounded number of calls run, a bounded queue waits.
+
+On a few cores, more calls running at once do not finish more work: they share the cores, the GIL
+and the math thread pools, and every one of them gets slower (with 32 clients the gateway did half
+of one client's work). So at most ``max_active`` calls run; the next ones wait in a queue of at most
+``max_queued``, each for at most ``max_wait_s`` (or its own deadline, whichever comes first). A call
+that finds the queue full, or waits too long, is answered UNAVAILABLE at once, before any of its
+work is done, with a retry hint: ``grpc-retry-pushback-ms`` (which gRPC's own retry policy honours)
+and a google.rpc.RetryInfo in the status details (what `dfp.client` reads for the calls gRPC does
+not retry itself). Health checks and reflection are never queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from prometheus_client import Counter, Gauge
+
+log = logging.getLogger(__name__)
+
+EXEMPT_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
+
+REJECTED = Counter("dfp_admission_rejected_total", "Calls answered UNAVAILABLE because the server was at capacity",
+                   ["server", "reason"])
+WAITING = Gauge("dfp_admission_waiting", "Calls waiting for a slot", ["server"])
+ACTIVE = Gauge("dfp_admission_active", "Calls running", ["server"])
+
+
+class Overloaded(Exception):
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class AdmissionQueue:
+    """At most ``max_active`` holders at once; FIFO-fair waiting for at most ``max_queued`` others."""
+
+    def __init__(self, max_active: int, max_queued: int, max_wait_s: float, name: str = "server"):
+        if max_active < 1:
+            raise ValueError("max_active must be at least 1")
+        self.max_active, self.max_queued, self.max_wait_s = max_active, max_queued, max_wait_s
+        self._name = name
+        self._condition = threading.Condition()
+        self._active = 0
+        self._tickets: list[int] = []  # waiting calls, oldest first
+        self._next_ticket = 0
+        self._service_s = 0.05  # a running mean of how long one call holds its slot
+
+    def retry_after_s(self) -> float:
+        """About how long the calls ahead need: the queue's length in rounds of ``max_active`` calls."""
+        rounds = (len(self._tickets) + self.max_active) / self.max_active
+        return min(5.0, max(0.05, rounds * self._service_s))
+
+    def acquire(self, wait_s: float) -> float:
+        """Waits for a slot for at most ``wait_s``; returns when the slot was taken (monotonic)."""
+        with self._condition:
+            if self._active < self.max_active and not self._tickets:
+                self._active += 1
+                ACTIVE.labels(self._name).set(self._active)
+                return time.monotonic()
+            if len(self._tickets) >= self.max_queued:
+                REJECTED.labels(self._name, "queue full").inc()
+                raise Overloaded(f"at capacity: {self._active} calls running and {len(self._tickets)} waiting",
+                                 self.retry_after_s())
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._tickets.append(ticket)
+            WAITING.labels(self._name).set(len(self._tickets))
+            deadline = time.monotonic() + wait_s
+            try:
+                while not (self._tickets[0] == ticket and self._active < self.max_active):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        REJECTED.labels(self._name, "waited too long").inc()
+                        raise Overloaded(f"at capacity: waited {wait_s:.1f} s behind {self._active} running calls",
+                                         self.retry_after_s())
+                    self._condition.wait(remaining)
+            finally:
+                self._tickets.remove(ticket)
+                WAITING.labels(self._name).set(len(self._tickets))
+                self._condition.notify_all()
+            self._active += 1
+            ACTIVE.labels(self._name).set(self._active)
+            return time.monotonic()
+
+    def release(self, admitted_at: float) -> None:
+        with self._condition:
+            self._active -= 1
+            ACTIVE.labels(self._name).set(self._active)
+            self._service_s = 0.9 * self._service_s + 0.1 * (time.monotonic() - admitted_at)
+            self._condition.notify_all()
+
+
+def overload_status(message: str, retry_after_s: float) -> tuple[tuple[str, bytes | str], ...]:
+    """Trailing metadata for UNAVAILABLE with a retry hint, both the gRPC and the Google API way."""
+    delay = duration_pb2.Duration()
+    delay.FromMilliseconds(max(1, int(retry_after_s * 1000)))
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
+    return ((STATUS_DETAILS_KEY, status.SerializeToString()), (PUSHBACK_KEY, str(max(1, int(retry_after_s * 1000)))))
+
+
+def retry_delay_s(error: grpc.RpcError) -> float | None:
+    """The server's retry hint on an UNAVAILABLE answer from admission control; None otherwise."""
+    if error.code() != grpc.StatusCode.UNAVAILABLE:
+        return None
+    for key, value in error.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY:
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.RetryInfo()
+                if detail.Unpack(info):
+                    return info.retry_delay.ToMilliseconds() / 1000.0
+    return None
+
+
+class AdmissionInterceptor(grpc.ServerInterceptor):
+    """Runs every call (health and reflection aside) through an `AdmissionQueue`."""
+
+    def __init__(self, queue: AdmissionQueue, service_name: str):
+        self._queue = queue
+        self._service_name = service_name
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(EXEMPT_PREFIXES):
+            return handler
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary), handler.request_deserializer,
+                                                       handler.response_serializer)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary), handler.request_deserializer,
+                                                        handler.response_serializer)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(self._streaming(handler.unary_stream),
+                                                        handler.request_deserializer, handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream),
+                                                     handler.request_deserializer, handler.response_serializer)
+
+    def _admit(self, context) -> float:
+        remaining = context.time_remaining()
+        wait_s = self._queue.max_wait_s if remaining is None else min(self._queue.max_wait_s, remaining * 0.5)
+        try:
+            return self._queue.acquire(wait_s)
+        except Overloaded as exc:
+            message = f"the {self._service_name} is {exc}; retry in {exc.retry_after_s * 1000:.0f} ms"
+            context.set_trailing_metadata(overload_status(message, exc.retry_after_s))
+            context.abort(grpc.StatusCode.UNAVAILABLE, message)
+
+    def _unary(self, behavior):
+        def admitted(request, context):
+            admitted_at = self._admit(context)
+            try:
+                return behavior(request, context)
+            finally:
+                self._queue.release(admitted_at)
+
+        return admitted
+
+    def _streaming(self, behavior):
+        def admitted(request, context):
+            admitted_at = self._admit(context)
+            try:
+                yield from behavior(request, context)
+            finally:
+                self._queue.release(admitted_at)
+
+        return admitted

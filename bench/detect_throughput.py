@@ -12,7 +12,7 @@ measured in the same run (absolute rates on a shared machine are noise). Goals: 
 direct >= 0.9 of in-process.
 
     make bench                       # defaults below
-    python bench/detect_throughput.py --clients 16 --requests 400 --max-batch-size 32
+    python bench/detect_throughput.py --clients 16 --requests 2000 --max-batch-size 32
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def direct_to_model_server(stack: LocalStack, crops: list[bytes], clients: int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--crops", type=int, default=64)
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--batch-timeout-micros", type=int, default=5000)
@@ -179,7 +179,7 @@ def main() -> None:
         export_version(scoring.load_network(weights, "meso4"), pathlib.Path(tmp) / "models", "meso4", 1)
         # The gateway's default model is the platform's detector; this bench measures Meso4 on both sides.
         env = {"DFP_MAX_BATCH_SIZE": str(args.max_batch_size), "DFP_BATCH_TIMEOUT_MICROS": str(args.batch_timeout_micros),
-               "DFP_DEFAULT_DETECTOR": "meso4"}
+               "DFP_DEFAULT_DETECTOR": "meso4", "DFP_QUOTA_REQUESTS_PER_MINUTE": "1000000"}
         with LocalStack(pathlib.Path(tmp) / "stack", pathlib.Path(tmp) / "models", env) as stack:
             rate, latencies = through_gateway(stack.gateway_target, stack.token, crops, args.clients, args.requests)
             direct, direct_latencies = direct_to_model_server(stack, crops, args.clients, args.requests)

@@ -80,8 +80,9 @@ class StorageSettings:
 @dataclasses.dataclass(frozen=True)
 class AdmissionSettings:
     """How many calls a server runs at once and how many wait (see dfp.admission). ``max_active``
-    0 means 4 per core this process may use: a call spends much of its time waiting on storage or
-    on another service, so a few per core keep the cores busy without crowding them."""
+    0 means 8 per core this process may use: a gateway call spends most of its time waiting on
+    storage or on the model server, whose batches fill only when enough calls are in flight at once
+    (fewer starved its batching), while more than that only crowd the cores."""
 
     max_active: int
     max_queued: int
@@ -99,7 +100,7 @@ class AdmissionSettings:
         from dfp.admission import AdmissionQueue
         from dfp.cpus import available_cpus
 
-        return AdmissionQueue(self.max_active or 4 * available_cpus(), self.max_queued, self.max_wait_s, name)
+        return AdmissionQueue(self.max_active or 8 * available_cpus(), self.max_queued, self.max_wait_s, name)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,9 +3,10 @@
 A server interceptor (inside the authentication one) wraps each handler: when the call ends it notes
 the caller's token, the RPC, the resource names in the request and response (``media/...``,
 ``operations/...``, ``model:...``) and the status code, and hands the event to a background writer,
-so no call waits on the object store for its audit record. The writer takes every event queued by
-the time it is free, up to ``MAX_BATCH``, and writes them as one object per team: one event per write
-when calls are few, one write per many events under load. Read-only metadata calls (get, list,
+so no call waits on the object store for its audit record. The writer gathers events for
+``LINGER_S`` after the first (or until ``MAX_BATCH``) and writes them as one object per team: under
+load one object store write per many events instead of one per call (each write costs the gateway
+a millisecond or two of the GIL, which the calls need). Read-only metadata calls (get, list,
 wait, watch) are not recorded; every other RPC, including ones added later, is.
 """
 
@@ -33,6 +34,7 @@ UNAUDITED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 RESOURCE_PREFIXES = ("media/", "operations/")
 WRITE_ATTEMPTS = 5  # over about 15 s, so a short object store outage loses no events
 MAX_BATCH = 500
+LINGER_S = 0.5
 
 
 def resources(message) -> list[str]:
@@ -69,9 +71,10 @@ class AuditWriter:
         closing = False
         while not closing:
             batch = [self._queue.get()]
-            while len(batch) < MAX_BATCH:
+            until = time.monotonic() + LINGER_S
+            while len(batch) < MAX_BATCH and batch[-1] is not None:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=max(0.0, until - time.monotonic())))
                 except queue.Empty:
                     break
             if None in batch:

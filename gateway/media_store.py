@@ -94,6 +94,7 @@ class MediaStore:
         self._usage_cache_s = usage_cache_s
         self._usage: dict[str, tuple[int, float]] = {}
         self._usage_lock = threading.Lock()
+        self._recounts: dict[str, threading.Lock] = {}
 
     def stored_bytes(self, team: str) -> int:
         """Bytes of the team's media blobs (uploaded and generated), counted in the object store."""
@@ -102,17 +103,29 @@ class MediaStore:
 
     def _room_left(self, team: str) -> int | None:
         """Bytes the team may still store. The count is re-read every ``usage_cache_s`` and grown by
-        this gateway's own uploads in between, so a listing is not paid on every upload."""
+        this gateway's own uploads in between, so a listing is not paid on every upload. One call at
+        a time re-reads a team's count (a listing of every stored object: seconds for a team with
+        many); the others go on with the count they had, and wait only when there is none yet."""
         if self._stored_bytes_quota is None:
             return None
         now = time.monotonic()
         with self._usage_lock:
             cached = self._usage.get(team)
-        if cached is None or cached[1] <= now:
-            cached = (self.stored_bytes(team), now + self._usage_cache_s)
-            with self._usage_lock:
-                self._usage[team] = cached
-        return self._stored_bytes_quota(team) - cached[0]
+            stale = cached is None or cached[1] <= now
+            recount = self._recounts.setdefault(team, threading.Lock())
+        if stale and recount.acquire(blocking=cached is None):
+            try:
+                with self._usage_lock:
+                    cached = self._usage.get(team)
+                if cached is None or cached[1] <= time.monotonic():
+                    cached = (self.stored_bytes(team), time.monotonic() + self._usage_cache_s)
+                    with self._usage_lock:
+                        self._usage[team] = cached
+            finally:
+                recount.release()
+        with self._usage_lock:
+            used = self._usage[team][0]
+        return self._stored_bytes_quota(team) - used
 
     def _count_stored(self, team: str, change: int) -> None:
         with self._usage_lock:

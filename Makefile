@@ -10,7 +10,7 @@ KUBE_DIR := $(or $(DFP_TOOLS_CACHE),$(HOME)/.cache/dfp-tools)/kube-1.20.2
 KUBE_APISERVER := $(KUBE_DIR)/bin/kube-apiserver
 export DFP_SHARED_DIR ?= $(abspath ../shared)
 
-.PHONY: install protos enhancer-weights test demo up bench load fuzz client-wheel clean
+.PHONY: install protos enhancer-weights test demo up bench load profile fuzz client-wheel clean
 
 install: $(VENV)/.installed
 
@@ -59,9 +59,13 @@ bench: install protos enhancer-weights
 	$(PY) bench/watermark_robustness.py
 	$(PY) bench/enhance_throughput.py
 
-# The gateway under concurrent clients (latency, errors, nothing lost), and a longer fuzz run.
+# The gateway's throughput curve under 1 to 64 concurrent clients (latency, refusals, nothing lost),
+# where a DetectImage call's time goes (py-spy), and a longer fuzz run.
 load: install protos
 	$(PY) bench/load_gateway.py
+
+profile: install protos
+	$(PY) bench/profile_detect.py
 
 fuzz: install protos
 	DFP_FUZZ_COUNT=5000 $(PY) -m pytest -q -s tests/gateway/test_fuzz.py

@@ -7,7 +7,7 @@ and the samples say what holds it. Prints, per process, that share, the share of
 stage of the call (the innermost frame of ours or of a library named in STAGES), and the hottest
 functions by own time. Writes the folded stacks beside, for flame graphs.
 
-    python bench/profile_detect.py --clients 16 --seconds 20 --out /tmp/dfp-profile
+    make profile                     # or: python bench/profile_detect.py --clients 16 --seconds 20 --out /tmp/dfp-profile
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,8 @@ RATE = 200
 
 
 def record(pid: int, seconds: float, out: pathlib.Path) -> subprocess.Popen:
-    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(RATE),
+    py_spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(RATE),
                              "--format", "raw", "--output", str(out), "--gil"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import selectors
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
@@ -19,20 +20,23 @@ from dfp.devstack import REPO
 START_TIMEOUT_S = 240
 
 
-def read_exports(process: subprocess.Popen, timeout_s: float) -> dict[str, str]:
-    """The `export NAME=VALUE` lines the command prints once the platform is up."""
+def read_exports(process: subprocess.Popen, timeout_s: float, log: pathlib.Path) -> dict[str, str]:
+    """The `export NAME=VALUE` lines the command prints once the platform is up (read on a thread:
+    a selector on a buffered pipe misses lines that arrived together)."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     exports: dict[str, str] = {}
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout_s
     while len(exports) < 2:
-        assert time.monotonic() < deadline, "dfp dev up printed no exports in time"
-        assert process.poll() is None, f"dfp dev up exited with {process.returncode}"
-        if selector.select(timeout=1):
-            line = process.stdout.readline()
-            if line.startswith("export "):
-                name, value = line.removeprefix("export ").strip().split("=", 1)
-                exports[name] = value
+        assert time.monotonic() < deadline, f"dfp dev up printed no exports in time:\n{log.read_text()[-3000:]}"
+        assert process.poll() is None, f"dfp dev up exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        if line.startswith("export "):
+            name, value = line.removeprefix("export ").strip().split("=", 1)
+            exports[name] = value
     return exports
 
 
@@ -48,12 +52,14 @@ def test_dev_up_serves_a_plain_stub_until_interrupted_then_stops_every_process(t
     from dfp.v1 import detection_pb2, detection_pb2_grpc
 
     workdir = tmp_path / "dev"
-    process = subprocess.Popen([sys.executable, "-m", "dfp.cli.main", "dev", "up", "--port", "0", "--no-creator",
-                                "--workdir", str(workdir)],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    log = tmp_path / "dev-up.stderr"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "dfp.cli.main", "dev", "up", "--port", "0", "--no-creator",
+                                    "--workdir", str(workdir)],
+                                   cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                   env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        exports = read_exports(process, START_TIMEOUT_S)
+        exports = read_exports(process, START_TIMEOUT_S, log)
         pids = json.loads((workdir / "stack.json").read_text())["pids"]
         assert set(pids) == {"s3", "model_server", "enhancer", "gateway"}
         face = pathlib.Path(shared / "video" / "source" / "s0.jpg").read_bytes()
@@ -71,7 +77,7 @@ def test_dev_up_serves_a_plain_stub_until_interrupted_then_stops_every_process(t
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=120) == 0
         assert not [name for name, pid in pids.items() if process_exists(pid)]
-        assert "stopped" in process.stderr.read()
+        assert log.read_text().rstrip().endswith("stopped")
     finally:
         if process.poll() is None:
             process.kill()

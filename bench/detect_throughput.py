@@ -82,25 +82,23 @@ def in_process(weights: pathlib.Path, crops: list[bytes], batch_size: int, repea
     return crops_per_second(Detector.from_h5(weights), model_ready(crops), batch_size, repeats)
 
 
-def through_gateway(target: str, token: str, crops: list[bytes], clients: int, requests: int) -> tuple[float, list[float]]:
-    from dfp.client import Client
-    from dfp.v1 import detection_pb2
-
-    options = detection_pb2.DetectionOptions(face_crop=detection_pb2.FACE_CROP_OFF)
+def closed_loop(clients: int, requests: int, open_client, call) -> tuple[float, list[float]]:
+    """``requests`` calls from ``clients`` threads, each with its own ``open_client()`` (a context
+    manager) and one warm-up call; ``call(client, i)`` makes call i. Returns calls/s and latencies."""
     latencies: list[float] = []
     lock = threading.Lock()
     counter = iter(range(requests))
 
     def worker():
-        with Client(target, timeout_s=60, token=token) as client:
-            client.detect_image(image_bytes=crops[0], options=options)
+        with open_client() as client:
+            call(client, 0)
             while True:
                 with lock:
                     i = next(counter, None)
                 if i is None:
                     return
                 began = time.perf_counter()
-                client.detect_image(image_bytes=crops[i % len(crops)], options=options)
+                call(client, i)
                 with lock:
                     latencies.append(time.perf_counter() - began)
 
@@ -113,47 +111,39 @@ def through_gateway(target: str, token: str, crops: list[bytes], clients: int, r
     return requests / (time.perf_counter() - start), latencies
 
 
+def through_gateway(target: str, token: str, crops: list[bytes], clients: int, requests: int) -> tuple[float, list[float]]:
+    from dfp.client import Client
+    from dfp.v1 import detection_pb2
+
+    options = detection_pb2.DetectionOptions(face_crop=detection_pb2.FACE_CROP_OFF)
+    return closed_loop(clients, requests, lambda: Client(target, timeout_s=60, token=token),
+                       lambda client, i: client.detect_image(image_bytes=crops[i % len(crops)], options=options))
+
+
 def direct_to_model_server(stack: LocalStack, crops: list[bytes], clients: int, requests: int) -> tuple[float, list[float]]:
     """Official TF Serving stubs: one Predict of one uint8 crop per call, from ``clients`` threads."""
+    import contextlib
+
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     from dfp.grpc_util import MutualTls, service_channel
     from dfp.media import decode_image
 
-    pixels = [faces_lib.resize_to_model_pixels(decode_image(c, 10**6)) for c in crops]
     protos = []
-    for crop in pixels:
+    for crop in (faces_lib.resize_to_model_pixels(decode_image(c, 10**6)) for c in crops):
         request = predict_pb2.PredictRequest()
         request.model_spec.name = "meso4"
         request.inputs["image"].CopyFrom(tf.make_tensor_proto(crop[None]))
         protos.append(request)
     mtls = MutualTls.from_files(stack.mtls_dir / "ca.crt", stack.mtls_dir / "tls.crt", stack.mtls_dir / "tls.key")
-    latencies: list[float] = []
-    lock = threading.Lock()
-    counter = iter(range(requests))
 
-    def worker():
+    @contextlib.contextmanager
+    def open_stub():
         with service_channel(stack.model_server_target, mtls=mtls) as channel:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            stub.Predict(protos[0], timeout=60)
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
-                began = time.perf_counter()
-                stub.Predict(protos[i % len(protos)], timeout=60)
-                with lock:
-                    latencies.append(time.perf_counter() - began)
+            yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return requests / (time.perf_counter() - start), latencies
+    return closed_loop(clients, requests, open_stub, lambda stub, i: stub.Predict(protos[i % len(protos)], timeout=60))
 
 
 def main() -> None:

@@ -21,6 +21,8 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from prometheus_client import Counter, Gauge
 
+from dfp.grpc_util import behavior_field
+
 log = logging.getLogger(__name__)
 
 EXEMPT_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -133,17 +135,24 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(EXEMPT_PREFIXES):
             return handler
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary), handler.request_deserializer,
-                                                       handler.response_serializer)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary), handler.request_deserializer,
-                                                        handler.response_serializer)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(self._streaming(handler.unary_stream),
-                                                        handler.request_deserializer, handler.response_serializer)
-        return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream),
-                                                     handler.request_deserializer, handler.response_serializer)
+        field = behavior_field(handler)
+        behavior = getattr(handler, field)
+        if handler.response_streaming:
+            def admitted(request, context):  # the slot is held until the last message is sent
+                admitted_at = self._admit(context)
+                try:
+                    yield from behavior(request, context)
+                finally:
+                    self._queue.release(admitted_at)
+        else:
+            def admitted(request, context):
+                admitted_at = self._admit(context)
+                try:
+                    return behavior(request, context)
+                finally:
+                    self._queue.release(admitted_at)
+
+        return handler._replace(**{field: admitted})
 
     def _admit(self, context) -> float:
         remaining = context.time_remaining()
@@ -154,23 +163,3 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
             message = f"the {self._service_name} is {exc}; retry in {exc.retry_after_s * 1000:.0f} ms"
             context.set_trailing_metadata(overload_status(message, exc.retry_after_s))
             context.abort(grpc.StatusCode.UNAVAILABLE, message)
-
-    def _unary(self, behavior):
-        def admitted(request, context):
-            admitted_at = self._admit(context)
-            try:
-                return behavior(request, context)
-            finally:
-                self._queue.release(admitted_at)
-
-        return admitted
-
-    def _streaming(self, behavior):
-        def admitted(request, context):
-            admitted_at = self._admit(context)
-            try:
-                yield from behavior(request, context)
-            finally:
-                self._queue.release(admitted_at)
-
-        return admitted

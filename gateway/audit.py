@@ -77,9 +77,9 @@ class AuditWriter:
                     batch.append(self._queue.get(timeout=max(0.0, until - time.monotonic())))
                 except queue.Empty:
                     break
-            if None in batch:
-                closing = True
-                batch = [item for item in batch if item is not None]
+            closing = batch[-1] is None  # close() queues None last
+            if closing:
+                batch.pop()
             groups: dict[tuple[str, str], list[dict]] = {}
             for item in batch:
                 groups.setdefault((item["team"], item["time"][:10]), []).append(item)

@@ -78,6 +78,8 @@ class Detector:
         """A Keras detector (sigmoid = real); raw probability of fake unless a calibration is given."""
 
         def predict(batch: np.ndarray) -> np.ndarray:
+            if batch.dtype == np.uint8:
+                batch = batch.astype(np.float32) / 255.0
             real = model(batch, training=False).numpy().reshape(-1)
             fake = 1.0 - real.astype(np.float64)
             return (calibration.apply(fake) if calibration else fake).astype(np.float32)
@@ -114,8 +116,10 @@ class Detector:
         side = int(spec.shape[1])
 
         def predict(batch: np.ndarray) -> np.ndarray:
-            if spec.dtype == tf.uint8:  # the signature scales by 1/255 itself
+            if spec.dtype == tf.uint8 and batch.dtype != np.uint8:  # the signature scales by 1/255 itself
                 batch = np.rint(batch * 255.0).astype(np.uint8)
+            elif spec.dtype == tf.float32 and batch.dtype == np.uint8:
+                batch = batch.astype(np.float32) / 255.0
             return signature(**{INPUT_NAME: tf.constant(batch)})[OUTPUT_NAME].numpy()
 
         return cls(predict, side, f"savedmodel:{path}")
@@ -130,15 +134,12 @@ class Detector:
 
     def fake_probability(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Probability of fake per crop: float32 in [0, 1], or uint8 crops (scaled by 1/255 one chunk
-        at a time, so a whole dataset never sits in memory as float32)."""
+        at a time by the model that needs it, so a whole dataset never sits in memory as float32)."""
         if len(batch) == 0:
             return np.zeros((0,), np.float32)
         chunks = []
         for start in range(0, len(batch), batch_size):
-            chunk = batch[start : start + batch_size]
-            if chunk.dtype == np.uint8:
-                chunk = chunk.astype(np.float32) / 255.0
-            chunks.append(self._predict(chunk))
+            chunks.append(self._predict(batch[start : start + batch_size]))
         return np.concatenate(chunks)
 
 

@@ -82,6 +82,41 @@ def align_face(rgb: np.ndarray, landmarks, size: int, coverage: float = 1.0) -> 
     return AlignedFace(warp(rgb, matrix, (size, size)), matrix)
 
 
+def crop_side(landmarks, coverage: float = 1.0) -> float:
+    """The side, in frame pixels, of the aligned crop that ``align_face`` would take at scale 1: the
+    face's own resolution, so a crop aligned at this side neither loses nor invents detail."""
+    points = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+    unit = template_points(1, coverage)
+    return float(np.linalg.norm(points[1] - points[0]) / np.linalg.norm(unit[1] - unit[0]))
+
+
+class LandmarkSmoother:
+    """Steadies the five landmarks of one face across video frames, so that a face aligned by them
+    does not jitter: an exponential moving average whose weight on the new landmarks grows with how
+    far they moved (in inter-ocular distances). The detector's frame-to-frame noise (a few hundredths
+    of the eye distance) is damped; a real head movement (``follow`` or more) is followed at once.
+    A frame without a face starts the track again."""
+
+    def __init__(self, damping: float = 0.6, follow: float = 0.08):
+        self.damping = damping
+        self.follow = follow
+        self.points: np.ndarray | None = None
+
+    def __call__(self, landmarks) -> np.ndarray | None:
+        if landmarks is None:
+            self.points = None
+            return None
+        points = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+        if self.points is None:
+            self.points = points
+            return points.copy()
+        eyes = max(float(np.linalg.norm(points[1] - points[0])), 1e-6)
+        movement = float(np.linalg.norm(points - self.points, axis=1).mean()) / eyes
+        weight = min(1.0, (1.0 - self.damping) + movement / self.follow)
+        self.points = self.points + weight * (points - self.points)
+        return self.points.copy()
+
+
 def paste_aligned(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """``frame`` with the aligned ``face`` warped back where it came from, blended by ``mask``
     (float32 in [0,1] in the aligned crop; default: the whole crop with feathered edges)."""

@@ -357,6 +357,7 @@ class Client:
         no_color_transfer: bool = False,
         seamless_clone: bool = False,
         no_visible_mark: bool = False,
+        model_resolution: bool = False,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> operations_pb2.Operation:
@@ -366,7 +367,8 @@ class Client:
             spec.version.value = version
         request = creation_pb2.SwapFaceRequest(
             target_media=target_media, model=spec, to_identity=to_identity, no_color_transfer=no_color_transfer,
-            seamless_clone=seamless_clone, no_visible_mark=no_visible_mark, request_id=request_id or str(uuid.uuid4()),
+            seamless_clone=seamless_clone, no_visible_mark=no_visible_mark, model_resolution=model_resolution,
+            request_id=request_id or str(uuid.uuid4()),
         )
         return _call(self._creation.SwapFace, request, timeout=self._timeout(timeout_s))
 

@@ -11,6 +11,8 @@ COPY scripts/gen_protos.py ./scripts/gen_protos.py
 COPY dfp ./dfp
 COPY gateway ./gateway
 COPY services ./services
+# The face restorer that full-resolution face swap merges apply to the decoded faces.
+COPY models/enhancer/face-restore ./models/enhancer/face-restore
 
 RUN pip install -c constraints.txt '.[gateway]' grpcio-tools==1.85.1 \
     && pip install --no-deps facenet-pytorch==2.6.0 \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import tempfile
 
@@ -19,6 +20,7 @@ from gateway.jobs import JobContext, JobFailed, JobKind, JobRunner, JobStore
 from gateway.media_store import MediaStore
 from gateway.results import store_result
 from gateway.auth import TeamResolver
+from services.creator import default_model
 from services.creator.pipelines import animate_media, swap_media
 
 ANIMATE_IMAGE = "animate_image"
@@ -167,7 +169,9 @@ def animate_image_job(creator: CreatorClient, media: MediaStore, face_detector: 
 
 def swap_face_job(creator: CreatorClient, media: MediaStore, registry: ModelRegistry,
                   face_detector: faces_lib.FaceDetector, batch_size: int) -> JobKind:
-    """The swap_face job: fetch the target video, swap through TorchServe, store the labelled video."""
+    """The swap_face job: fetch the target video, swap through TorchServe, store the labelled video.
+    The face restorer of full-resolution merges runs here, loaded at the first job that needs it."""
+    restorer = functools.cache(default_model.load_face_restorer)
 
     def run(job: JobContext) -> creation_pb2.SwapFaceResponse:
         request: creation_pb2.SwapFaceRequest = job.request
@@ -182,7 +186,10 @@ def swap_face_job(creator: CreatorClient, media: MediaStore, registry: ModelRegi
         options = swap_media.MergeOptions(to_identity=request.to_identity or "b", coverage=card["coverage"],
                                           color_transfer=not request.no_color_transfer,
                                           seamless=request.seamless_clone, batch_size=batch_size,
-                                          visible_mark=not request.no_visible_mark)
+                                          visible_mark=not request.no_visible_mark,
+                                          full_resolution=not request.model_resolution,
+                                          smooth_alignment=not request.model_resolution)
+        restore = None if request.model_resolution else restorer()
         generator = f"faceswap:{name}:v{version}"
         with tempfile.TemporaryDirectory(prefix="dfp-swap-") as workdir:
             target_path = pathlib.Path(workdir) / "target"
@@ -191,7 +198,7 @@ def swap_face_job(creator: CreatorClient, media: MediaStore, registry: ModelRegi
             try:
                 result = swap_media.swap_video(swapper, target_path, out_path, options, detector=face_detector,
                                                metadata=provenance.synthetic_metadata(generator, job.name),
-                                               progress=job.progress)
+                                               progress=job.progress, restore=restore)
             except (swap_media.NoFace, media_lib.InvalidMedia) as exc:
                 raise JobFailed(code_pb2.INVALID_ARGUMENT, str(exc)) from None
             job.progress(result.frames, result.frames, force=True)

@@ -137,9 +137,14 @@ def train_command(faceset_a, faceset_b, out, steps, resolution, archi, batch_siz
               help="Identity whose face is put in.")
 @click.option("--no-color-transfer", is_flag=True, help="Keep the decoder's colours.")
 @click.option("--seamless", is_flag=True, help="Poisson-blend the swapped face into the original first.")
+@click.option("--model-resolution", is_flag=True,
+              help="Merge at the model's resolution (the face pasted scaled up, unrestored), not the face's own.")
+@click.option("--no-restore", is_flag=True, help="Full resolution without the face restorer (decoded faces only upscaled).")
+@click.option("--no-smoothing", is_flag=True, help="Align every frame by its own landmarks, unsmoothed.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def merge_command(run_dir, target, out, to_identity, no_color_transfer, seamless, device, as_json):
+def merge_command(run_dir, target, out, to_identity, no_color_transfer, seamless, model_resolution, no_restore,
+                  no_smoothing, device, as_json):
     """Swap the face in every frame of a video, keeping its audio; labelled as synthetic.
 
     \b
@@ -148,21 +153,88 @@ def merge_command(run_dir, target, out, to_identity, no_color_transfer, seamless
     """
     from dfp import faces  # noqa: F401
     from dfp import provenance
+    from services.creator import default_model
     from services.creator.pipelines import swap_media
     from services.creator.swap_model import load_run
 
     model, settings = load_run(run_dir)
     coverage = settings.get("coverage", 1.6)
     options = swap_media.MergeOptions(to_identity=to_identity, coverage=coverage, color_transfer=not no_color_transfer,
-                                      seamless=seamless)
+                                      seamless=seamless, full_resolution=not model_resolution,
+                                      smooth_alignment=not no_smoothing)
+    restore = None if model_resolution or no_restore else default_model.load_face_restorer(device)
     bar = Progress(0, "frame", "swapping")
     try:
         result = swap_media.swap_video(swap_media.FaceSwapper(model, device), target, out, options,
                                        metadata=provenance.synthetic_metadata(f"faceswap:{run_dir.name}"),
-                                       progress=bar.update_to)
+                                       progress=bar.update_to, restore=restore)
     finally:
         bar.close()
     emit(dataclasses.asdict(result), as_json, f"wrote {out}: {result.swapped_frames} of {result.frames} frames swapped")
+
+
+@swap.command("evaluate")
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), required=True,
+              help="A `dfp swap train` run folder.")
+@click.option("--target", "targets", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+              help="Target clip (repeat). A clip a face set was extracted from is measured on the part training "
+                   "held out, swapped to the other identity; default: both face sets' clips, from --data.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), default=None,
+              help="Folder holding the face sets' clips (default: DFP_SHARED_DIR/data/video/driving).")
+@click.option("--max-frames", type=click.IntRange(0), default=0, help="Frames per target (0: all held out).")
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
+              help="Write a contact sheet (target frames, both merges' faces) here.")
+@click.option("--no-restore", is_flag=True, help="Full resolution without the face restorer.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def evaluate_command(run_dir, targets, data, max_frames, sheet, no_restore, device, as_json):
+    """Measure a trained pair's swaps on held-out target frames: the full-resolution merge (the
+    default) and the merge at the model's resolution in the same run.
+
+    Each is scored for sharpness (Laplacian variance of the made face over the target face it
+    replaced, 1.0 = as sharp), motion fidelity (correlation of the five landmarks' motion with the
+    target's), identity (landmark geometry against the identity put in), flicker (frame-to-frame
+    change over the target's) and the share of frames with a face.
+
+    \b
+    Examples:
+      dfp swap evaluate --run runs/ab --sheet swap-sheet.jpg --json
+      dfp swap evaluate --run runs/ab --target take3.mp4 --max-frames 60
+    """
+    from dfp import faces  # noqa: F401
+    from dfp import media
+    from dfp.config import shared_dir
+    from services.creator import default_model, evaluation
+    from services.creator.pipelines import swap_media
+    from services.creator.swap_model import load_run
+    from services.creator.training.swap_train import HOLDOUT_FRACTION
+
+    model, settings = load_run(run_dir)
+    data = data or shared_dir() / "data" / "video" / "driving"
+    sources = {identity: info["source"] for identity, info in settings["facesets"].items()}
+    other = {"a": "b", "b": "a"}
+
+    def still_of(identity: str):
+        clip = data / sources[identity]
+        if not clip.exists():
+            raise click.UsageError(f"{clip} is missing: identity {identity}'s clip is needed for the identity "
+                                   "measure; give --data")
+        return next(media.iter_video_frames(clip))
+
+    chosen = list(targets) or [data / sources["a"], data / sources["b"]]
+    plan = []
+    for clip in chosen:
+        replaced = next((identity for identity, name in sources.items() if name == clip.name), None)
+        to_identity = other[replaced] if replaced else "b"
+        plan.append(evaluation.SwapTarget(clip, to_identity, still_of(to_identity),
+                                          start_fraction=1 - HOLDOUT_FRACTION if replaced else 0.0))
+    restore = None if no_restore else default_model.load_face_restorer(device)
+    report = evaluation.evaluate_swap(swap_media.FaceSwapper(model, device), plan, coverage=settings.get("coverage", 1.6),
+                                      restore=restore, max_frames=max_frames, sheet=sheet)
+    report["run"] = str(run_dir)
+    lines = [f"{path}: " + ", ".join(f"{key} {evaluation.format_measure(value)}" for key, value in row.items())
+             for path, row in report["summary"].items()]
+    emit(report, as_json, "\n".join(lines))
 
 
 @swap.command("register")

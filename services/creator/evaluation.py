@@ -1,5 +1,6 @@
-"""Realism of animation on held-out material: every source still animated by every driving clip,
-full resolution and the published (plain) path in the same run, each measured by ``realism``.
+"""Realism of made videos on held-out material, each measured by ``realism``: animation (every
+source still animated by every driving clip, full resolution and the published (plain) path in the
+same run) and face swap (each held-out target clip merged at full resolution and at the model's).
 
 The made videos are written to a scratch folder and read back, so the measures see what a user
 gets (encoded, pasted back, labelled). A contact sheet shows, per pair, the driving frames and both
@@ -18,7 +19,7 @@ from PIL import Image, ImageDraw
 from dfp import faces as faces_lib
 from dfp import media
 from services.creator import realism
-from services.creator.pipelines import animate_media
+from services.creator.pipelines import animate_media, full_resolution, swap_media
 
 PATHS = ("full_resolution", "plain")
 SHEET_FRAMES = 4
@@ -122,3 +123,92 @@ def evaluate_animation(
 
 def format_measure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
+
+
+SWAP_PATHS = ("full_resolution", "model_resolution")
+# The scratch copy of a target clip is encoded near-losslessly, so that the measures compare the
+# swap with the frames it was made from, not with a second generation of compression.
+SCRATCH_CRF = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class SwapTarget:
+    clip: pathlib.Path
+    to_identity: str
+    identity_still: np.ndarray  # a frame of the identity put in, for the identity measure
+    start_fraction: float = 0.0  # the clip's frames before this share are skipped (those trained on)
+
+
+def _clip_tail(clip: pathlib.Path, start_fraction: float, max_frames: int, out: pathlib.Path) -> list[np.ndarray]:
+    """The clip's frames from ``start_fraction`` of its length on (at most ``max_frames``), written
+    to ``out`` as a video and returned as read back from it."""
+    info = media.video_stream_info(clip)
+    total = sum(1 for _ in media.iter_video_frames(clip)) if not info.frame_count else info.frame_count
+    start = int(total * start_fraction)
+    writer = media.VideoWriter(out, info.frames_per_second, crf=SCRATCH_CRF)
+    written = 0
+    try:
+        for index, rgb in enumerate(media.iter_video_frames(clip)):
+            if index < start:
+                continue
+            if max_frames and written >= max_frames:
+                break
+            writer.write(rgb)
+            written += 1
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return _frames(out, 0)
+
+
+def evaluate_swap(
+    swapper: swap_media.FaceSwapper,
+    targets: list[SwapTarget],
+    *,
+    coverage: float,
+    restore: full_resolution.Restore | None,
+    max_frames: int = 0,
+    batch_size: int = 8,
+    paths: tuple[str, ...] = SWAP_PATHS,
+    sheet: pathlib.Path | None = None,
+) -> dict:
+    """Swap the faces of each target clip along each path (``full_resolution``: merged at the face's
+    own size, restored, alignment smoothed; ``model_resolution``: merged at the model's size, as the
+    platform did before) and measure each against the frames it was made from."""
+    detector = faces_lib.FaceDetector()
+    results: list[PairResult] = []
+    sheet_rows: list[tuple[str, list[np.ndarray]]] = []
+    with tempfile.TemporaryDirectory(prefix="dfp-swap-evaluate-") as scratch:
+        for target in targets:
+            target_path = pathlib.Path(scratch) / f"{target.clip.stem}-target.mp4"
+            frames = _clip_tail(target.clip, target.start_fraction, max_frames, target_path)
+            picks = np.linspace(0, len(frames) - 1, SHEET_FRAMES).round().astype(int)
+            face = next((f for f in (realism.largest_face(found) for found in detector.detect_batch(
+                [frames[i] for i in picks])) if f is not None), None)
+            if face is None:
+                raise ValueError(f"no face found in {target.clip.name}")
+            box = faces_lib.square_crop_box(face.box, frames[0].shape[:2], 0.3)
+            sheet_rows.append((f"{target.clip.name} (to {target.to_identity}): target",
+                               [_sheet_crop(frames[i], box) for i in picks]))
+            for path in paths:
+                out = pathlib.Path(scratch) / f"{target.clip.stem}-{path}.mp4"
+                full = path == "full_resolution"
+                options = swap_media.MergeOptions(to_identity=target.to_identity, coverage=coverage,
+                                                  batch_size=batch_size, full_resolution=full, smooth_alignment=full)
+                swap_media.swap_video(swapper, target_path, out, options, detector=detector,
+                                      restore=restore if full else None)
+                made_frames = _frames(out, 0)
+                report = realism.measure(made_frames, frames, target.identity_still, detector,
+                                         sharpness_reference="driving")
+                results.append(PairResult(target.to_identity, target.clip.name, path, report))
+                sheet_rows.append((f"{path}: sharpness {format_measure(report.sharpness_ratio)}, motion "
+                                   f"{format_measure(report.motion_correlation)}",
+                                   [_sheet_crop(made_frames[i], box) for i in picks]))
+    if sheet is not None:
+        write_contact_sheet(sheet, sheet_rows)
+    return {
+        "pairs": [{"to_identity": r.source, "target": r.driving, "path": r.path, **r.report.as_dict()} for r in results],
+        "summary": summarise(results),
+        "max_frames": max_frames,
+    }

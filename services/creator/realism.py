@@ -144,7 +144,7 @@ class FlickerMeter:
         return self.total / self.count if self.count else None
 
 
-def _largest(found: list[faces_lib.Face]) -> faces_lib.Face | None:
+def largest_face(found: list[faces_lib.Face]) -> faces_lib.Face | None:
     confident = [f for f in found if f.confidence >= MIN_CONFIDENCE and len(f.landmarks) == 5]
     return max(confident, key=lambda f: f.side, default=None)
 
@@ -161,7 +161,7 @@ def measure(made: Iterable[np.ndarray], driving: Iterable[np.ndarray], source: n
     (face swap: the target frame whose face was replaced)."""
     if sharpness_reference not in REFERENCES:
         raise ValueError(f"sharpness_reference must be one of {', '.join(REFERENCES)}")
-    source_face = _largest(detector.detect(source))
+    source_face = largest_face(detector.detect(source))
     if source_face is None:
         raise ValueError("no face found in the source image")
     source_crop = face_crop(source, source_face)
@@ -174,7 +174,7 @@ def measure(made: Iterable[np.ndarray], driving: Iterable[np.ndarray], source: n
     made_flicker, driving_flicker = FlickerMeter(), FlickerMeter()
     for made_rgb, driving_rgb in zip(made, driving):
         frames += 1
-        made_face, driving_face = (_largest(faces) for faces in detector.detect_batch([made_rgb, driving_rgb]))
+        made_face, driving_face = (largest_face(faces) for faces in detector.detect_batch([made_rgb, driving_rgb]))
         made_flicker.add(made_rgb, made_face)
         driving_flicker.add(driving_rgb, driving_face)
         driving_points.append(None if driving_face is None else _landmarks(driving_face))

@@ -1,7 +1,13 @@
 """Merge a face swap into a video: per frame, find the face, align it as the face sets were, run it
 through the shared encoder and the other identity's decoder, match its colours to the original face,
 and blend it back with the predicted mask (eroded and blurred so the seam falls inside the face).
-Frames without a face are written unchanged; the target's audio is kept; output is labelled."""
+Frames without a face are written unchanged; the target's audio is kept; output is labelled.
+
+By default the merge works at the face's own resolution in the frame (up to 512 px): the face is
+aligned at that size, reduced to the model's for the networks, and the decoded face is scaled back
+up and restored by the face restorer before colour matching and blending, so a 64-px model does not
+paste a 64-px face into a 720p frame. The landmarks that align the face are smoothed across frames,
+so the pasted face does not jitter where the detector's landmarks do."""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from PIL import Image, ImageFilter
 from dfp import alignment, media, provenance
 from dfp import faces as faces_lib
 from services.creator.archs.autoencoder_arch import FaceSwapAutoencoder
+from services.creator.pipelines.full_resolution import Restore, working_side
 
 MIN_CONFIDENCE = 0.9
 
@@ -35,6 +42,10 @@ class MergeOptions:
     mask_blur: float = 0.05
     batch_size: int = 8
     visible_mark: bool = True
+    # Merge at the face's own size in the frame, the decoded face upscaled (and restored when a
+    # restorer is given); False merges at the model's resolution.
+    full_resolution: bool = True
+    smooth_alignment: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +111,29 @@ def seamless_clone(swapped: np.ndarray, original: np.ndarray, mask: np.ndarray) 
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
+def resize_faces(faces: np.ndarray, side: int) -> np.ndarray:
+    """(N,S,S,3) uint8 -> (N,side,side,3), bicubic (as the face sets were reduced for training)."""
+    if faces.shape[1] == side:
+        return faces
+    return np.stack([np.asarray(Image.fromarray(face).resize((side, side), Image.BICUBIC)) for face in faces])
+
+
+def resize_masks(masks: np.ndarray, side: int) -> np.ndarray:
+    if masks.shape[1] == side:
+        return masks
+    return np.stack([np.asarray(Image.fromarray(mask.astype(np.float32), mode="F").resize((side, side), Image.BILINEAR))
+                     for mask in masks])
+
+
+def merge_side(landmarks: list[np.ndarray], options: MergeOptions, resolution: int) -> int:
+    """The side the faces of a video are merged at: the model's, or with ``full_resolution`` the
+    faces' own (their median), never below the model's and at most full_resolution's cap."""
+    if not options.full_resolution or not landmarks:
+        return resolution
+    own = float(np.median([alignment.crop_side(points, options.coverage) for points in landmarks]))
+    return max(resolution, working_side(int(round(own))))
+
+
 def soften(mask: np.ndarray, erode: float, blur: float) -> np.ndarray:
     """Shrink the mask by ``erode`` and feather it by ``blur`` (fractions of its side)."""
     side = mask.shape[0]
@@ -133,30 +167,44 @@ def swap_video(swapper: FaceSwapper, target_path, out_path, options: MergeOption
                detector: faces_lib.FaceDetector | None = None, metadata: dict[str, str] | None = None,
                progress: Callable[[int, int], None] | None = None,
                on_frame: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray], None] | None = None,
+               restore: Restore | None = None,
                ) -> MergeResult:
     """Swap the largest face in every frame of ``target_path``; write an MP4 to ``out_path``.
 
-    ``on_frame(original, aligned, swapped, merged)`` sees every frame (aligned and swapped are None
-    where no face was found)."""
+    ``restore`` (the face restorer) is applied to the upscaled decoded faces of a full-resolution
+    merge. ``on_frame(original, aligned, swapped, merged)`` sees every frame (aligned and swapped are
+    None where no face was found)."""
     detector = detector or faces_lib.FaceDetector()
     info = media.video_stream_info(target_path)
-    size = swapper.resolution
+    resolution = swapper.resolution
+    smoother = alignment.LandmarkSmoother()
     writer = media.VideoWriter(out_path, info.frames_per_second, audio_from=target_path, metadata=metadata)
     payload = provenance.watermark_payload(metadata or {})
     done = swapped_count = 0
+    side: int | None = None
     try:
         pending: list[np.ndarray] = []
 
         def flush():
-            nonlocal done, swapped_count
+            nonlocal done, swapped_count, side
             found = detector.detect_batch(pending)
-            faces = [max((f for f in fs if f.confidence >= MIN_CONFIDENCE), key=lambda f: f.side, default=None)
-                     for fs in found]
-            aligned = {i: alignment.align_face(frame, face.landmarks, size, options.coverage)
-                       for i, (frame, face) in enumerate(zip(pending, faces)) if face is not None}
+            landmarks = []
+            for faces in found:
+                face = max((f for f in faces if f.confidence >= MIN_CONFIDENCE), key=lambda f: f.side, default=None)
+                points = None if face is None else np.asarray(face.landmarks, dtype=np.float64)
+                landmarks.append(smoother(points) if options.smooth_alignment else points)
+            if side is None and any(points is not None for points in landmarks):
+                side = merge_side([points for points in landmarks if points is not None], options, resolution)
+            aligned = {i: alignment.align_face(frame, points, side, options.coverage)
+                       for i, (frame, points) in enumerate(zip(pending, landmarks)) if points is not None}
             swapped = masks = None
             if aligned:
-                swapped, masks = swapper.swap(np.stack([a.image for a in aligned.values()]), options.to_identity)
+                originals = np.stack([a.image for a in aligned.values()])
+                swapped, masks = swapper.swap(resize_faces(originals, resolution), options.to_identity)
+                if side != resolution:
+                    swapped, masks = resize_faces(swapped, side), resize_masks(masks, side)
+                    if restore is not None:
+                        swapped = restore(swapped)
             for i, frame in enumerate(pending):
                 merged, aligned_face, swapped_face = frame, None, None
                 if i in aligned:

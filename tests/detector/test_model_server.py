@@ -16,6 +16,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from dfp.admission import retry_delay_s
 from dfp.grpc_util import CHANNEL_OPTIONS
 from services.detector import archs
 from services.detector.export import export_version
@@ -180,3 +181,37 @@ def test_batcher_merges_concurrent_requests_and_splits_results_back():
     assert np.array_equal(big, np.arange(40) * 2)
     assert len(calls) < 8 + 3, f"concurrent requests were not merged: {calls}"
     assert max(calls) <= 16
+
+
+def test_a_full_batching_queue_refuses_at_once_instead_of_queueing_without_bound():
+    release = threading.Event()
+
+    def run(batch):
+        release.wait(10)
+        return batch[:, 0]
+
+    batcher = Batcher(run, max_batch_size=1, batch_timeout_micros=0, num_batch_threads=1, max_enqueued_batches=2)
+    accepted = []
+    with pytest.raises(OverflowError, match="queue is full"):
+        for _ in range(10):
+            accepted.append(batcher.submit(np.ones((1, 1), np.float32)))
+    release.set()
+    assert 2 <= len(accepted) <= 3
+    assert all(future.result(10)[0] == 1 for future in accepted)
+    batcher.close()
+
+
+def test_an_overloaded_model_server_answers_unavailable_with_a_retry_hint(served, monkeypatch):
+    from services.detector.model_server import servables
+
+    def overloaded(self, signature, inputs):
+        raise OverflowError("batching queue is full")
+
+    monkeypatch.setattr(servables.Servable, "run", overloaded)
+    _, channel, _ = served
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Predict(predict_request("meso4", crops(1)), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "retry" in refused.value.details()
+    assert retry_delay_s(refused.value) == pytest.approx(0.1)

@@ -187,19 +187,25 @@ class LocalStack:
         return {"s3": self.s3.process.pid, **{name: process.pid for name, process in self._processes.items()}}
 
     def stop_process(self, name: str, timeout_s: float = 60.0) -> None:
-        process = self._processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        self._stop_all([name], timeout_s)
+
+    def _stop_all(self, names: list[str], timeout_s: float) -> None:
+        """SIGTERM to each at once, then wait for all within one ``timeout_s`` (not one each: on a
+        loaded machine four graceful shutdowns in a row took minutes), SIGKILL to any still running."""
+        processes = [process for process in (self._processes.pop(name, None) for name in names)
+                     if process is not None and process.poll() is None]
+        for process in processes:
+            process.terminate()
+        deadline = time.monotonic() + timeout_s
+        for process in processes:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def stop(self) -> None:
-        for name in list(self._processes)[::-1]:
-            self.stop_process(name)
+        self._stop_all(list(self._processes)[::-1], 60.0)
         self.s3.stop()
 
     def __enter__(self) -> "LocalStack":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 
 import click
@@ -200,13 +201,16 @@ def evaluate_command(run_dir, targets, data, max_frames, sheet, no_restore, devi
     Examples:
       dfp swap evaluate --run runs/ab --sheet swap-sheet.jpg --json
       dfp swap evaluate --run runs/ab --target take3.mp4 --max-frames 60
+
+    The report is also written to RUN/realism.json, which `dfp swap register` puts in the card.
     """
     from dfp import faces  # noqa: F401
     from dfp import media
     from dfp.config import shared_dir
     from services.creator import default_model, evaluation
     from services.creator.pipelines import swap_media
-    from services.creator.swap_model import load_run
+    from services.creator.checkpoints import read_checkpoint
+    from services.creator.swap_model import CHECKPOINT, REALISM, load_run
     from services.creator.training.swap_train import HOLDOUT_FRACTION
 
     model, settings = load_run(run_dir)
@@ -232,6 +236,9 @@ def evaluate_command(run_dir, targets, data, max_frames, sheet, no_restore, devi
     report = evaluation.evaluate_swap(swap_media.FaceSwapper(model, device), plan, coverage=settings.get("coverage", 1.6),
                                       restore=restore, max_frames=max_frames, sheet=sheet)
     report["run"] = str(run_dir)
+    report["steps"] = int(read_checkpoint(run_dir / CHECKPOINT)["step"])
+    # Kept beside the run: `dfp swap register` puts it in the model card when it measured these weights.
+    (run_dir / REALISM).write_text(json.dumps(report, indent=2))
     lines = [f"{path}: " + ", ".join(f"{key} {evaluation.format_measure(value)}" for key, value in row.items())
              for path, row in report["summary"].items()]
     emit(report, as_json, "\n".join(lines))

@@ -18,6 +18,7 @@ from services.creator.checkpoints import CheckpointMismatch, load_state_strict, 
 
 CHECKPOINT = "checkpoint.pth.tar"
 SETTINGS = "swap.json"
+REALISM = "realism.json"  # `dfp swap evaluate`'s report on held-out target frames
 IDENTITIES = ("a", "b")
 
 

@@ -70,3 +70,5 @@ def test_swap_evaluate_measures_both_merges_on_held_out_frames_and_writes_a_shee
         # A two-step model makes faces MTCNN may not find: the share is measured, the rest may be unset.
         assert pair["frames"] == 4 and 0 <= pair["faces_found"] <= 1
     assert sheet.stat().st_size > 0
+    kept = json.loads((swap_run / "realism.json").read_text())
+    assert kept["steps"] == 2 and kept["summary"] == report["summary"]

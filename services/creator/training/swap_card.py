@@ -21,6 +21,12 @@ def swap_card(run: pathlib.Path, release: pathlib.Path, command: str) -> dict:
     if evaluation.get("steps") != steps:
         raise CheckpointMismatch(f"{run} has no evaluation of its checkpoint at step {steps}; run "
                                  f"`dfp swap train ... --out {run} --steps {steps}` to measure it before registering")
+    metrics = {"heldout": evaluation["heldout"]}
+    realism_path = run / swap_model.REALISM
+    realism = json.loads(realism_path.read_text()) if realism_path.exists() else {}
+    if realism.get("steps") == steps:
+        metrics["realism"] = {"summary": realism["summary"], "pairs": realism["pairs"],
+                              "max_frames": realism["max_frames"], "command": "dfp swap evaluate"}
     return {
         "architecture": f"DeepFaceLab-style autoencoder ({settings['archi'].upper()}): shared encoder, "
                         "one decoder per identity with a mask output",
@@ -28,7 +34,7 @@ def swap_card(run: pathlib.Path, release: pathlib.Path, command: str) -> dict:
         "coverage": settings["coverage"],
         "identities": settings["facesets"],
         "parameters": sum(p.numel() for p in model.parameters()),
-        "metrics": {"heldout": evaluation["heldout"]},
+        "metrics": metrics,
         "data": {"heldout_fraction": HOLDOUT_FRACTION,
                  "heldout": "the last fifth of each video face set's source frames, never trained on"},
         "training": {"steps": steps, "batch_size": settings["batch_size"], "learning_rate": settings["learning_rate"],

@@ -64,6 +64,12 @@ def write_contact_sheet(path: pathlib.Path, rows: list[tuple[str, list[np.ndarra
     sheet.save(path)
 
 
+def _result_row(path: str, report: realism.RealismReport, tiles: list[np.ndarray]) -> tuple[str, list[np.ndarray]]:
+    """A contact sheet row of made faces, captioned with the two headline measures."""
+    return (f"{path}: sharpness {format_measure(report.sharpness_ratio)}, motion "
+            f"{format_measure(report.motion_correlation)}", tiles)
+
+
 def summarise(results: list[PairResult]) -> dict:
     """Per path: the mean of each measure over the pairs where it is defined."""
     summary = {}
@@ -109,9 +115,8 @@ def evaluate_animation(
                     made_frames = _frames(out, max_frames)
                     report = realism.measure(made_frames, driving, source_rgb, detector)
                     results.append(PairResult(source_path.name, clip.name, path, report))
-                    sheet_rows.append((f"{path}: sharpness {format_measure(report.sharpness_ratio)}, motion "
-                                       f"{format_measure(report.motion_correlation)}",
-                                       [_sheet_crop(made_frames[i], made.source_box) for i in picks]))
+                    sheet_rows.append(_result_row(path, report, [_sheet_crop(made_frames[i], made.source_box)
+                                                                 for i in picks]))
     if sheet is not None:
         write_contact_sheet(sheet, sheet_rows)
     return {
@@ -202,9 +207,7 @@ def evaluate_swap(
                 report = realism.measure(made_frames, frames, target.identity_still, detector,
                                          sharpness_reference="driving")
                 results.append(PairResult(target.to_identity, target.clip.name, path, report))
-                sheet_rows.append((f"{path}: sharpness {format_measure(report.sharpness_ratio)}, motion "
-                                   f"{format_measure(report.motion_correlation)}",
-                                   [_sheet_crop(made_frames[i], box) for i in picks]))
+                sheet_rows.append(_result_row(path, report, [_sheet_crop(made_frames[i], box) for i in picks]))
     if sheet is not None:
         write_contact_sheet(sheet, sheet_rows)
     return {

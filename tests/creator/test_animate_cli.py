@@ -1,6 +1,7 @@
 """`dfp creator animate`: arrays used as given with their raw outputs saved, and media files
 face-cropped, animated and written as a labelled video with the driving clip's audio."""
 
+import json
 import pathlib
 
 import av
@@ -104,3 +105,14 @@ def test_mixing_an_array_with_a_media_file_is_a_usage_error(tmp_path, shared):
     ])
     assert result.exit_code == 2
     assert "both be .npy" in result.output
+
+
+def test_creator_evaluate_finds_the_full_resolution_path_sharper_than_the_plain_one(shared, tmp_path):
+    sheet = tmp_path / "sheet.jpg"
+    result = CliRunner().invoke(cli, ["creator", "evaluate", "--source", str(shared / "video" / "source" / "s0.jpg"),
+                                  "--driving", str(shared / "video" / "driving" / "d0.mp4"), "--max-frames", "4",
+                                  "--sheet", str(sheet), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])["summary"]
+    assert summary["full_resolution"]["sharpness_ratio"] > 3 * summary["plain"]["sharpness_ratio"]
+    assert sheet.stat().st_size > 0

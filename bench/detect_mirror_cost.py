@@ -33,9 +33,9 @@ def main() -> None:
 
     default = pretrained.default_detector()
     batch = model_ready(face_crops(args.crops))
-    one_view = crops_per_second(Detector.from_h5(default.weights, default.arch, mirror_average=False), batch,
+    one_view, _ = crops_per_second(Detector.from_h5(default.weights, default.arch, mirror_average=False), batch,
                                 args.batch_size, args.repeats)
-    mirrored = crops_per_second(Detector.from_h5(default.weights, default.arch, mirror_average=True), batch,
+    mirrored, _ = crops_per_second(Detector.from_h5(default.weights, default.arch, mirror_average=True), batch,
                                 args.batch_size, args.repeats)
     print(f"default detector ({default.arch}), {args.crops} crops, batch {args.batch_size}, on {platform.machine()}:")
     print(f"  mirror-averaged / one view, crops per second: {mirrored / one_view:.2f}")

@@ -67,16 +67,18 @@ def model_ready(crops: list[bytes]) -> np.ndarray:
     return np.stack([faces_lib.resize_to_model_input(decode_image(c, 10**6)) for c in crops])
 
 
-def crops_per_second(detector, batch: np.ndarray, batch_size: int, repeats: int) -> float:
-    """In-process scoring rate of `detector` over `batch`, after one warm-up batch."""
+def crops_per_second(detector, batch: np.ndarray, batch_size: int, repeats: int) -> tuple[float, float]:
+    """In-process scoring rate of `detector` over `batch`, after one warm-up batch, and the CPU
+    milliseconds (all threads) per crop."""
     detector.fake_probability(batch[:batch_size], batch_size)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         detector.fake_probability(batch, batch_size)
-    return repeats * len(batch) / (time.perf_counter() - start)
+    crops = repeats * len(batch)
+    return crops / (time.perf_counter() - start), (time.process_time() - cpu_start) * 1000 / crops
 
 
-def in_process(weights: pathlib.Path, crops: list[bytes], batch_size: int, repeats: int) -> float:
+def in_process(weights: pathlib.Path, crops: list[bytes], batch_size: int, repeats: int) -> tuple[float, float]:
     from services.detector.scoring import Detector
 
     return crops_per_second(Detector.from_h5(weights), model_ready(crops), batch_size, repeats)
@@ -146,6 +148,22 @@ def direct_to_model_server(stack: LocalStack, crops: list[bytes], clients: int, 
     return closed_loop(clients, requests, open_stub, lambda stub, i: stub.Predict(protos[i % len(protos)], timeout=60))
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds used so far by each named process (threads and all)."""
+    import psutil
+
+    used = {}
+    for name, pid in pids.items():
+        times = psutil.Process(pid).cpu_times()
+        used[name] = times.user + times.system
+    return used
+
+
+def cpu_per_call(before: dict[str, float], after: dict[str, float], calls: int) -> str:
+    """Milliseconds of CPU per call in each process between two `cpu_seconds` readings."""
+    return ", ".join(f"{name} {(after[name] - before[name]) * 1000 / calls:.2f} ms" for name in before)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=16)
@@ -161,9 +179,10 @@ def main() -> None:
     weights = pretrained.default_weights("meso4")
     crops = face_crops(args.crops)
     print(f"device: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; model meso4 ({weights.name})")
-    baseline = in_process(weights, crops, args.max_batch_size, repeats=max(1, args.requests // args.crops))
-    baseline_single = in_process(weights, crops, 1, repeats=1)
-    print(f"in process, batch {args.max_batch_size}: {baseline:.1f} crops/s; batch 1: {baseline_single:.1f} crops/s")
+    baseline, baseline_cpu_ms = in_process(weights, crops, args.max_batch_size, repeats=max(1, args.requests // args.crops))
+    baseline_single, _ = in_process(weights, crops, 1, repeats=1)
+    print(f"in process, batch {args.max_batch_size}: {baseline:.1f} crops/s ({baseline_cpu_ms:.2f} ms CPU per crop); "
+          f"batch 1: {baseline_single:.1f} crops/s")
 
     with tempfile.TemporaryDirectory(prefix="dfp-bench-") as tmp:
         export_version(scoring.load_network(weights, "meso4"), pathlib.Path(tmp) / "models", "meso4", 1)
@@ -171,12 +190,18 @@ def main() -> None:
         env = {"DFP_MAX_BATCH_SIZE": str(args.max_batch_size), "DFP_BATCH_TIMEOUT_MICROS": str(args.batch_timeout_micros),
                "DFP_DEFAULT_DETECTOR": "meso4", "DFP_QUOTA_REQUESTS_PER_MINUTE": "1000000"}
         with LocalStack(pathlib.Path(tmp) / "stack", pathlib.Path(tmp) / "models", env) as stack:
+            pids = {"clients": os.getpid(), **stack.pids()}
+            before = cpu_seconds(pids)
             rate, latencies = through_gateway(stack.gateway_target, stack.token, crops, args.clients, args.requests)
+            between = cpu_seconds(pids)
             direct, direct_latencies = direct_to_model_server(stack, crops, args.clients, args.requests)
+            after = cpu_seconds(pids)
     print(f"through the gateway, {args.clients} clients, batching max {args.max_batch_size}: {rate:.1f} crops/s "
           f"({percentiles(latencies)})")
+    print(f"  CPU per call: {cpu_per_call(before, between, args.requests)}")
     print(f"TF Serving client to the model server, {args.clients} clients: {direct:.1f} crops/s "
           f"({percentiles(direct_latencies)})")
+    print(f"  CPU per call: {cpu_per_call(between, after, args.requests)}")
     print(f"ratio gateway / in-process batch {args.max_batch_size}: {rate / baseline:.2f} (goal >= 0.70)")
     print(f"ratio TF Serving client / in-process batch {args.max_batch_size}: {direct / baseline:.2f} (goal >= 0.90)")
     print(f"ratio gateway / in-process batch 1: {rate / baseline_single:.2f}")

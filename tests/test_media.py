@@ -36,6 +36,23 @@ def test_an_animated_gif_is_read_as_its_first_frame():
     assert rgb.shape == (30, 40, 3) and rgb[15, 20, 0] > 150 and rgb[15, 20, 1] < 60
 
 
+def test_a_photo_is_turned_upright_by_its_exif_orientation_and_a_greyscale_png_comes_out_rgb():
+    wide = Image.new("RGB", (60, 20), (10, 10, 10))
+    wide.paste((250, 250, 250), (0, 0, 10, 20))  # a white band at the left edge
+    exif = Image.Exif()
+    exif[media.EXIF_ORIENTATION] = 6  # the camera was turned: show it rotated 90 degrees clockwise
+    buffer = io.BytesIO()
+    wide.save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+    rgb = media.decode_image(buffer.getvalue(), max_pixels=10_000)
+    assert rgb.shape == (60, 20, 3)
+    assert rgb[:5].mean() > 200 and rgb[-5:].mean() < 60  # the left band is now at the top
+
+    grey = io.BytesIO()
+    Image.new("L", (16, 8), 128).save(grey, format="PNG")
+    rgb = media.decode_image(grey.getvalue(), max_pixels=10_000)
+    assert rgb.shape == (8, 16, 3) and rgb.dtype == np.uint8 and (rgb == 128).all()
+
+
 def test_truncated_jpeg_is_refused():
     data = jpeg_bytes(256, 256)
     with pytest.raises(media.InvalidMedia, match="truncated"):

@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 
 from dfp.cli.main import cli
@@ -13,6 +14,7 @@ from services.creator import checkpoints
 from services.creator.serving.__main__ import _from_registry
 from services.creator.training.clips import HOLDOUT_FRACTION, load_clips
 from services.creator.training.losses import RandomTPS
+from services.creator.training.train import StillPairSampler
 from tests.creator.test_fomm_archs import HERE
 
 
@@ -64,6 +66,30 @@ def test_training_runs_resumes_and_reports_heldout_l1_against_copying(clips_fold
     assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [2, 3]
     assert json.loads((run / "run.json").read_text())["command"].startswith("dfp ")
     checkpoints.load_model(run / "config.yaml", run / "checkpoint.pth.tar")
+
+
+def test_still_pairs_are_a_face_and_the_same_face_under_a_random_warp(shared):
+    folder = shared / "dfdc-faces" / "train" / "real"
+    unwarped = StillPairSampler(folder, 4, 32, {"sigma_affine": 0.0, "sigma_tps": 0.0, "points_tps": 5}, seed=0)
+    source, driving = unwarped.batch(3)
+    assert source.shape == driving.shape == (3, 3, 32, 32) and 0 <= source.min() and source.max() <= 1
+    assert torch.allclose(source, driving, atol=1e-4)
+
+    warped = StillPairSampler(folder, 4, 32, {"sigma_affine": 0.1, "sigma_tps": 0.01, "points_tps": 5}, seed=0)
+    source, driving = warped.batch(3)
+    difference = (source - driving).abs().mean().item()
+    assert 0.005 < difference < (source - source.roll(1, dims=0)).abs().mean().item()
+
+
+def test_training_mixes_still_pairs_into_each_batch_when_the_config_asks(clips_folder, tmp_path):
+    config = yaml.safe_load((HERE / "tiny_fomm.yaml").read_text())
+    config["train_params"]["still_pairs"] = {"folder": "dfdc-faces/train/real", "count": 8, "share": 0.5,
+                                             "transform_params": {"sigma_affine": 0.1, "sigma_tps": 0.01, "points_tps": 5}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(cli, ["creator", "train", "--config", str(tmp_path / "config.yaml"), "--data",
+                                      str(clips_folder), "--out", str(tmp_path / "run"), "--steps", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["steps"] == 2
 
 
 def test_a_trained_model_is_registered_with_its_card_and_served_from_the_registry(

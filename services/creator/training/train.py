@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from dfp.config import shared_dir
 from dfp.provenance import code_version
 from services.creator import checkpoints
 from services.creator.training import clips as clips_lib
@@ -52,6 +53,45 @@ class PairSampler:
         return tensor(sources), tensor(drivings)
 
 
+class StillPairSampler:
+    """(source, driving) pairs made from face stills of many people: the driving image is the still
+    under a random affine + thin-plate-spline warp. Ten clips show the keypoint detector ten
+    people; these pairs show it thousands, so that its keypoints follow the face of someone it never
+    saw (``train_params.still_pairs``: folder under the shared data, count, share of each batch,
+    warp sizes)."""
+
+    def __init__(self, folder: pathlib.Path, count: int, size: int, transform_params: dict, seed: int):
+        from PIL import Image
+
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count]
+        if not paths:
+            raise FileNotFoundError(f"no face stills in {folder}")
+        self.stills = np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.LANCZOS))
+                                for p in paths])
+        self.transform_params = transform_params
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        picked = self.stills[self.rng.choice(len(self.stills), size=size)]
+        flips = self.rng.random(size) < 0.5
+        picked = np.where(flips[:, None, None, None], picked[:, :, ::-1], picked)
+        source = torch.from_numpy(picked.astype(np.float32) / 255.0).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            driving = RandomTPS(size, generator=self.generator, **self.transform_params).transform_frame(source)
+        return source, driving
+
+
+def still_pair_sampler(train_params: dict, size: int, seed: int) -> tuple[StillPairSampler | None, float]:
+    """The sampler ``train_params.still_pairs`` asks for and its share of each batch (None, 0 without)."""
+    settings = train_params.get("still_pairs")
+    if not settings:
+        return None, 0.0
+    folder = shared_dir() / "data" / settings["folder"]
+    return (StillPairSampler(folder, int(settings["count"]), size, settings["transform_params"], seed),
+            float(settings["share"]))
+
+
 def train(config_path: pathlib.Path, data: pathlib.Path, out: pathlib.Path, steps: int | None = None,
           seed: int = 0, threads: int = 0, command: str = "") -> dict:
     """Train (or resume) into ``out``; returns the held-out evaluation of the final model."""
@@ -85,6 +125,9 @@ def train(config_path: pathlib.Path, data: pathlib.Path, out: pathlib.Path, step
 
     clips = clips_lib.load_clips(data, size, clips_lib.unseen_clips(config))
     sampler = PairSampler(clips, seed + step)
+    stills, still_share = still_pair_sampler(train_params, size, seed + step)
+    batch_size = int(train_params["batch_size"])
+    still_count = int(round(batch_size * still_share))
     weights = train_params["loss_weights"]
     pyramid = ImagePyramid(train_params["scales"], config["model_params"]["common_params"]["num_channels"])
     tps_generator = torch.Generator().manual_seed(seed + step)
@@ -93,7 +136,10 @@ def train(config_path: pathlib.Path, data: pathlib.Path, out: pathlib.Path, step
     started = time.monotonic()
     with open(out / "log.jsonl", "a", encoding="utf-8") as log_file:
         while step < steps:
-            source, driving = sampler.batch(int(train_params["batch_size"]))
+            source, driving = sampler.batch(batch_size - still_count)
+            if still_count:
+                still_source, still_driving = stills.batch(still_count)
+                source, driving = torch.cat([source, still_source]), torch.cat([driving, still_driving])
             kp_source = model.kp_detector(source)
             kp_driving = model.kp_detector(driving)
             generated = model.generator(source, kp_source=kp_source, kp_driving=kp_driving)

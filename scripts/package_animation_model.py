@@ -3,7 +3,8 @@
     python scripts/package_animation_model.py --run .run/fomm-small-64
 
 Writes config.yaml and checkpoint.pth.tar (fp16 weights, published layout), card.json and
-MODEL_CARD.md (held-out metrics of the fp16 weights against copying the source), and, outside the
+MODEL_CARD.md (held-out metrics of the fp16 weights against copying the source; with
+--unseen-evaluation, the recipe's realism on a clip held out whole), and, outside the
 repository (they are made from the shared clips), a sample: a portrait animated by the held-out last
 fifth of a driving clip (animated.mp4) with a contact sheet of source, driving and result frames
 (contact_sheet.png) in --samples (default .run/fomm-small-64-samples).
@@ -28,6 +29,7 @@ from dfp.config import shared_dir  # noqa: E402
 from services.creator import checkpoints, default_model  # noqa: E402
 from services.creator.pipelines import animate_media  # noqa: E402
 from services.creator.pipelines.fomm_animation import FommAnimator  # noqa: E402
+from services.creator.pipelines.full_resolution import FullResolutionAnimator  # noqa: E402
 from services.creator.training.card import animation_card, export_release  # noqa: E402
 from services.creator.training.clips import HOLDOUT_FRACTION  # noqa: E402
 
@@ -44,6 +46,10 @@ def render(card: dict) -> str:
     )
     training = card["training"]
     params = training["train_params"]
+    stills = params.get("still_pairs")
+    still_data = (f"; and, for {stills['share']:.0%} of each batch, {stills['count']} face stills of "
+                  f"`{stills['folder']}` (DFDC real faces), each paired with itself under a random affine + "
+                  "thin-plate-spline warp, so that the keypoints follow people the clips do not show") if stills else ""
     return f"""# Model card: {card['model_name']}, the platform's animation model
 
 - **Architecture**: {card['architecture']},
@@ -53,7 +59,7 @@ def render(card: dict) -> str:
   (loads into float32 networks); the metrics below are measured on these fp16 weights.
 - **Data**: the {len(card['data']['clips'])} talking-head clips of `{card['data']['folder']}` (LivePortrait example
   assets, MIT), each face-cropped with one stable box per clip; the last {HOLDOUT_FRACTION:.0%} of every clip's
-  frames is held out from training. Clip hashes are in card.json.
+  frames is held out from training{still_data}. Clip hashes are in card.json.
 - **Training**: `{training['command']}`; {training['steps']} steps of batch {params['batch_size']}, Adam
   (lr {params['lr_generator']}, betas 0.5/0.999), on this project's 2-core CPU machine. Losses:
   {training['losses']}.
@@ -83,11 +89,39 @@ Over {heldout['heldout_frames']} held-out frames. Per clip:
 On nearly still clips (where copying the source scores under 0.015) copying is better: at
 {card['frame_size']}x{card['frame_size']} the model's rebuilt frames are softer than an unchanged one. It wins wherever the head moves.
 
-## Sample
+{unseen_section(card)}## Sample
 
 `python scripts/package_animation_model.py --run RUN` also writes, outside the repository (it is
 made from the shared clips), `{SAMPLE_SOURCE}` animated by the held-out frames of `{SAMPLE_DRIVING}`
 (relative mode, pasted back) and a contact sheet of the source crop, driving crops and results.
+"""
+
+
+def unseen_section(card: dict) -> str:
+    """The realism of the same recipe on a clip held out whole, when the card has it."""
+    unseen = card["metrics"].get("unseen_clip")
+    if not unseen:
+        return ""
+    rows = "\n".join(
+        f"| {row['path'].replace('_', ' ')} | {row['sharpness_ratio']:.2f} | {row['motion_correlation']:.2f} | "
+        f"{row['identity_distance']:.3f} | {row['flicker_ratio']:.2f} | {row['faces_found']:.2f} |"
+        for row in unseen["pairs"]
+    )
+    pair = unseen["pairs"][0]
+    return f"""## Motion on a clip it never saw
+
+The same recipe trained with `{unseen['held_out_clip']}` held out whole (`{unseen['command']}`), then
+`{pair['source']}` animated by all of `{pair['driving']}`: `{unseen['evaluate_command']}`. Sharpness is the
+made face's Laplacian variance over the source face's (1.0 = as sharp), motion the correlation of
+the five landmarks' motion with the driving clip's, identity the landmark geometry against the
+source's (the driver's own: {pair['driving_identity_distance']:.3f}), flicker the frame-to-frame change over the driving clip's.
+
+| path | sharpness | motion | identity | flicker | faces found |
+|---|---|---|---|---|---|
+{rows}
+
+{unseen['note']}
+
 """
 
 
@@ -100,7 +134,9 @@ def sample(out: pathlib.Path, data: pathlib.Path, samples: pathlib.Path) -> None
     heldout = frames[int(round(len(frames) * (1 - HOLDOUT_FRACTION))):]
     info = media.video_stream_info(driving_path)
     source_rgb = media.decode_image(shared_dir() / "data" / "video" / "source" / SAMPLE_SOURCE, 50_000_000)
-    animator = FommAnimator(checkpoints.load_model(out / "config.yaml", out / "checkpoint.pth.tar"))
+    # The sample is what `dfp creator animate` makes by default: the full-resolution path.
+    animator = FullResolutionAnimator(FommAnimator(checkpoints.load_model(out / "config.yaml", out / "checkpoint.pth.tar")),
+                                      default_model.load_face_restorer())
     crops: list[np.ndarray] = []
     with tempfile.TemporaryDirectory() as tmp:
         clip = pathlib.Path(tmp) / "heldout.mp4"
@@ -136,10 +172,15 @@ def main() -> None:
     parser.add_argument("--data", type=pathlib.Path, default=shared_dir() / "data" / "video" / "driving")
     parser.add_argument("--out", type=pathlib.Path, default=default_model.FOLDER)
     parser.add_argument("--command", default="", help="The training command, when the run has no run.json.")
+    parser.add_argument("--unseen-evaluation", type=pathlib.Path,
+                        help="JSON: the `dfp creator evaluate --json` report of the same recipe trained with a clip "
+                             "held out whole, with held_out_clip, command, evaluate_command and note added")
     parser.add_argument("--samples", type=pathlib.Path, default=REPO / ".run" / "fomm-small-64-samples")
     args = parser.parse_args()
     export_release(args.run, args.out)
     card = animation_card(args.run, args.out, args.data, args.command)
+    if args.unseen_evaluation:
+        card["metrics"]["unseen_clip"] = json.loads(args.unseen_evaluation.read_text())
     (args.out / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     (args.out / "MODEL_CARD.md").write_text(render(card))
     sample(args.out, args.data, args.samples)

@@ -1,5 +1,6 @@
-"""Training FOMM on talking-head clips: (source, driving) pairs are two frames of one clip; the
-generator must rebuild the driving frame from the source and the keypoints of both.
+"""Training FOMM on talking-head clips: (source, driving) pairs are two frames of one clip, and,
+when the config asks, a face still and the same still warped; the generator must rebuild the
+driving frame from the source and the keypoints of both.
 
 Losses: the image pyramid L1 (in place of the published VGG19 pyramid, see losses.py) and the two
 equivariance constraints. Adam with the published betas. Checkpoints are in the published layout

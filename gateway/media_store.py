@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 MAX_LABELS = 16
 MAX_LABEL_CHARS = 63
 ORPHAN_AGE = dt.timedelta(hours=1)
+# A team's stored-bytes recount lists every object it has; it is repeated no sooner than this many
+# times its own duration, so that it takes at most 5% of the time however much the team stores.
+RECOUNT_SPACING = 20.0
 
 
 @dataclasses.dataclass
@@ -103,9 +106,10 @@ class MediaStore:
 
     def _room_left(self, team: str) -> int | None:
         """Bytes the team may still store. The count is re-read every ``usage_cache_s`` and grown by
-        this gateway's own uploads in between, so a listing is not paid on every upload. One call at
-        a time re-reads a team's count (a listing of every stored object: seconds for a team with
-        many); the others go on with the count they had, and wait only when there is none yet."""
+        this gateway's own uploads in between, so a listing is not paid on every upload; a listing
+        that takes long is repeated less often (RECOUNT_SPACING). One call at a time re-reads a
+        team's count (a listing of every stored object: seconds for a team with many); the others
+        go on with the count they had, and wait only when there is none yet."""
         if self._stored_bytes_quota is None:
             return None
         now = time.monotonic()
@@ -118,7 +122,11 @@ class MediaStore:
                 with self._usage_lock:
                     cached = self._usage.get(team)
                 if cached is None or cached[1] <= time.monotonic():
-                    cached = (self.stored_bytes(team), time.monotonic() + self._usage_cache_s)
+                    began = time.monotonic()
+                    used = self.stored_bytes(team)
+                    took = time.monotonic() - began
+                    cached = (used, time.monotonic() + max(self._usage_cache_s, RECOUNT_SPACING * took))
+                    log.info("team %s stores %d bytes of media (recounted in %.2f s)", team, used, took)
                     with self._usage_lock:
                         self._usage[team] = cached
             finally:

@@ -116,8 +116,8 @@ def _load_image(source: bytes | str | os.PathLike, max_pixels: int) -> tuple[np.
     image_format = image.format
     try:
         image.load()
-        # Each of these copies the pixels; on the detection path they cost a fifth of the decode,
-        # so they are made only when the image needs them.
+        # Each of these copies the pixels, so it is made only when the image needs it (most
+        # uploads are upright RGB).
         if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
             image = ImageOps.exif_transpose(image)
         if image.mode != "RGB":

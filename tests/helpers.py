@@ -95,3 +95,15 @@ def register_swap_model(stack, run, name: str) -> int:
                                 env=stack.s3.env())
     assert result.exit_code == 0, result.output
     return int(re.search(r'"version": (\d+)', result.output).group(1))
+
+
+def fresh_object_store(s3, prefix: str = "t"):
+    """An ObjectStore on the test S3 server with buckets of its own (a unique bucket prefix), created."""
+    from dfp.config import StorageSettings
+    from dfp.storage import ObjectStore
+
+    settings = StorageSettings(s3.endpoint, s3.access_key, s3.secret_key, False,
+                               f"{prefix}{time.monotonic_ns() % 10**8}", "us-east-1")
+    store = ObjectStore(settings)
+    store.ensure_buckets()
+    return store

@@ -8,24 +8,20 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from dfp.config import StorageSettings
 from dfp.grpc_util import CHANNEL_OPTIONS
 from dfp.registry import ModelRegistry, RegistryError, sync_serving
-from dfp.storage import ObjectStore
 from services.detector import archs
 from services.detector.calibration import Platt
 from services.detector.export import export_saved_model
 from services.detector.model_server.__main__ import build_server
 from services.detector.model_server.servables import BatchingParameters
 from services.detector.weights import load_h5_weights
+from tests.helpers import fresh_object_store
 
 
 @pytest.fixture()
 def registry(s3):
-    settings = StorageSettings(s3.endpoint, s3.access_key, s3.secret_key, False, f"r{time.monotonic_ns() % 10**8}", "us-east-1")
-    store = ObjectStore(settings)
-    store.ensure_buckets()
-    return ModelRegistry(store)
+    return ModelRegistry(fresh_object_store(s3, "r"))
 
 
 @pytest.fixture(scope="module")

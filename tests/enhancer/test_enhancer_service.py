@@ -10,17 +10,14 @@ from PIL import Image
 from dfp import config
 from dfp.enhancer.v1 import enhancer_pb2, enhancer_pb2_grpc
 from dfp.grpc_util import Server
-from dfp.storage import MEDIA, RESULTS, ObjectStore
+from dfp.storage import MEDIA, RESULTS
 from services.enhancer.server.servicer import EnhancerServicer, ModelCache
-from tests.helpers import mp4_without_frames, png_claiming_size, short_clip_with_audio
+from tests.helpers import fresh_object_store, mp4_without_frames, png_claiming_size, short_clip_with_audio
 
 
 @pytest.fixture(scope="module")
 def store(s3):
-    settings = config.StorageSettings(s3.endpoint, s3.access_key, s3.secret_key, False, "enh", "us-east-1")
-    object_store = ObjectStore(settings)
-    object_store.ensure_buckets()
-    return object_store
+    return fresh_object_store(s3, "enh")
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,15 @@ import time
 import pytest
 from google.rpc import code_pb2
 
-from dfp.config import StorageSettings
-from dfp.storage import ObjectStore, PreconditionFailed
+from dfp.storage import PreconditionFailed
 from dfp.v1 import detection_pb2, jobs_pb2
 from gateway.jobs import JobKind, JobRunner, JobStore
+from tests.helpers import fresh_object_store
 
 
 @pytest.fixture()
 def store(s3):
-    settings = StorageSettings(s3.endpoint, s3.access_key, s3.secret_key, False, f"t{time.monotonic_ns() % 10**8}", "us-east-1")
-    object_store = ObjectStore(settings)
-    object_store.ensure_buckets()
-    return object_store
+    return fresh_object_store(s3)
 
 
 def request():

@@ -3,19 +3,15 @@ import time
 
 import pytest
 
-from dfp.config import LimitSettings, StorageSettings
-from dfp.storage import ObjectStore
+from dfp.config import LimitSettings
 from gateway.errors import LimitExceeded
 from gateway.media_store import MediaStore, UploadRequest
-from tests.helpers import jpeg_bytes
+from tests.helpers import fresh_object_store, jpeg_bytes
 
 
 @pytest.fixture()
 def store(s3):
-    settings = StorageSettings(s3.endpoint, s3.access_key, s3.secret_key, False, f"u{time.monotonic_ns() % 10**8}", "us-east-1")
-    object_store = ObjectStore(settings)
-    object_store.ensure_buckets()
-    return object_store
+    return fresh_object_store(s3, "u")
 
 
 def upload(media: MediaStore, data: bytes):

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from dfp import png
+
 IMAGE = "image"
 VIDEO = "video"
 EXIF_ORIENTATION = 0x0112
@@ -114,6 +116,10 @@ def decode_image(source: bytes | str | os.PathLike, max_pixels: int) -> np.ndarr
 def _load_image(source: bytes | str | os.PathLike, max_pixels: int) -> tuple[np.ndarray, str]:
     image = _open_image(source, max_pixels)
     image_format = image.format
+    if image_format == "PNG" and isinstance(source, bytes):
+        rgb = png.decode_plain_rgb(source)
+        if rgb is not None:
+            return rgb, image_format
     try:
         image.load()
         # Each of these copies the pixels, so it is made only when the image needs it (most

@@ -80,6 +80,29 @@ def report_command(config_path, out, as_json):
     emit(result, as_json, _summary(result, out))
 
 
+@redteam.command("compare")
+@click.option("--before", required=True, type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+              help="report.json of the earlier run.")
+@click.option("--after", required=True, type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+              help="report.json of the later run.")
+@click.option("--labels", nargs=2, default=("before", "after"), show_default=True,
+              help="Column labels of the two runs, for example two dates.")
+def compare_command(before, after, labels):
+    """Print two runs' figures side by side (markdown): AUC with intervals and detection rate per
+    detector, method and enhancement, and the false positive rates.
+
+    \b
+    Examples:
+      dfp redteam compare --before old/report.json --after new/report.json --labels 2026-11-27 2026-12-07
+    """
+    import json
+
+    from dfp.redteam import report
+
+    click.echo(report.comparison_markdown(json.loads(before.read_text()), json.loads(after.read_text()), *labels),
+               nl=False)
+
+
 def _finished_state(folder: pathlib.Path, option: str) -> dict:
     import json
 

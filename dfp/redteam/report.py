@@ -315,6 +315,39 @@ def markdown(name: str, metrics: dict, context: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def comparison_markdown(before: dict, after: dict, before_label: str, after_label: str) -> str:
+    """Two runs' reports side by side: AUC and detection rate per detector, method and enhancement,
+    and the false positive rates, with a row for every group either run has (n/a where one lacks it)."""
+
+    def by_key(rows: list[dict], *fields: str) -> dict[tuple, dict]:
+        return {tuple(row[f] for f in fields): row for row in rows}
+
+    def sizes(row: dict | None) -> str:
+        return "n/a" if row is None else f"{row['fake_videos']}/{row['real_videos']}"
+
+    def rate(row: dict | None, field: str) -> str:
+        return "n/a" if row is None or row.get(field) is None else f"{row[field]:.3f}"
+
+    groups_before = by_key(before["groups"], "detector", "method", "enhancement")
+    groups_after = by_key(after["groups"], "detector", "method", "enhancement")
+    lines = [f"| detector | method | enhancement | AUC {before_label} [95% CI] | AUC {after_label} [95% CI] | "
+             f"detection rate {before_label} / {after_label} | fake/real videos {before_label} / {after_label} |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for key in sorted(groups_before.keys() | groups_after.keys()):
+        old, new = groups_before.get(key), groups_after.get(key)
+        auc = [_fmt(g["auc"], g["auc_ci95"]) if g else "n/a" for g in (old, new)]
+        lines.append(f"| {' | '.join(key)} | {auc[0]} | {auc[1]} | {rate(old, 'detection_rate')} / "
+                     f"{rate(new, 'detection_rate')} | {sizes(old)} / {sizes(new)} |")
+    positives_before = by_key(before["false_positives"], "detector", "enhancement")
+    positives_after = by_key(after["false_positives"], "detector", "enhancement")
+    lines += ["", f"| detector | real clips enhanced with | false positive rate {before_label} / {after_label} |",
+              "| --- | --- | --- |"]
+    for key in sorted(positives_before.keys() | positives_after.keys()):
+        lines.append(f"| {' | '.join(key)} | {rate(positives_before.get(key), 'false_positive_rate')} / "
+                     f"{rate(positives_after.get(key), 'false_positive_rate')} |")
+    return "\n".join(lines) + "\n"
+
+
 def write(folder: pathlib.Path, name: str, state: dict, *, threshold: float, bootstrap: int, seed: int,
           enhance_reals: bool, frame_count: int, code_version: str) -> dict:
     """report.json, report.md, auc.png, scores.png and a hardest-fakes sheet per detector, in `folder`."""

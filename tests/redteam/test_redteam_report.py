@@ -79,3 +79,20 @@ def test_figures_are_written_even_when_no_face_was_found(tmp_path):
     report.write_auc_figure(tmp_path / "auc.png", metrics)
     report.write_score_figure(tmp_path / "scores.png", state, metrics)
     assert (tmp_path / "auc.png").stat().st_size and (tmp_path / "scores.png").stat().st_size
+
+
+def test_two_runs_are_compared_row_by_row_with_groups_only_one_run_has():
+    def group(method, auc, videos):
+        return {"detector": "det", "method": method, "enhancement": "none", "auc": auc, "auc_ci95": [auc - 0.1, auc],
+                "detection_rate": 0.5, "fake_videos": videos, "real_videos": 7}
+
+    before = {"groups": [group("animation", 0.95, 6)],
+              "false_positives": [{"detector": "det", "enhancement": "none", "false_positive_rate": 0.25}]}
+    after = {"groups": [group("animation", 0.81, 80), group("face_swap", 0.9, 9)],
+             "false_positives": [{"detector": "det", "enhancement": "none", "false_positive_rate": 0.1}]}
+    table = report.comparison_markdown(before, after, "old", "new")
+    rows = {line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| det |")}
+    assert "0.950 [0.850, 0.950] | 0.810 [0.710, 0.810]" in rows["animation"]
+    assert "6/7 / 80/7" in rows["animation"]
+    assert "| n/a | 0.900 [0.800, 0.900] |" in rows["face_swap"] and "n/a / 9/7" in rows["face_swap"]
+    assert "| det | none | 0.250 / 0.100 |" in table

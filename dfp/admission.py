@@ -12,6 +12,7 @@ not retry itself). Health checks and reflection are never queued.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -41,63 +42,75 @@ class Overloaded(Exception):
         self.retry_after_s = retry_after_s
 
 
+class _Waiter:
+    """One queued call: the event its thread sleeps on, set when a slot is handed to it."""
+
+    __slots__ = ("event", "granted")
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.granted = False
+
+
 class AdmissionQueue:
-    """At most ``max_active`` holders at once; FIFO-fair waiting for at most ``max_queued`` others."""
+    """At most ``max_active`` holders at once; FIFO-fair waiting for at most ``max_queued`` others.
+
+    A released slot is handed straight to the oldest waiter, whose own event is set: one release
+    wakes one thread. (Waking every waiter to let the oldest win, as a shared condition does, cost
+    a thread switch and a GIL hand-off per waiter per call: at 64 clients, 48 wake-ups per call, and
+    throughput fell past 32 clients.)"""
 
     def __init__(self, max_active: int, max_queued: int, max_wait_s: float, name: str = "server"):
         if max_active < 1:
             raise ValueError("max_active must be at least 1")
         self.max_active, self.max_queued, self.max_wait_s = max_active, max_queued, max_wait_s
         self._name = name
-        self._condition = threading.Condition()
+        self._lock = threading.Lock()
         self._active = 0
-        self._tickets: list[int] = []  # waiting calls, oldest first
-        self._next_ticket = 0
+        self._waiters: collections.deque[_Waiter] = collections.deque()  # oldest first
         self._service_s = 0.05  # a running mean of how long one call holds its slot
 
     def retry_after_s(self) -> float:
         """About how long the calls ahead need: the queue's length in rounds of ``max_active`` calls."""
-        rounds = (len(self._tickets) + self.max_active) / self.max_active
+        rounds = (len(self._waiters) + self.max_active) / self.max_active
         return min(5.0, max(0.05, rounds * self._service_s))
 
     def acquire(self, wait_s: float) -> float:
         """Waits for a slot for at most ``wait_s``; returns when the slot was taken (monotonic)."""
-        with self._condition:
-            if self._active < self.max_active and not self._tickets:
+        with self._lock:
+            if self._active < self.max_active and not self._waiters:
                 self._active += 1
                 ACTIVE.labels(self._name).set(self._active)
                 return time.monotonic()
-            if len(self._tickets) >= self.max_queued:
+            if len(self._waiters) >= self.max_queued:
                 REJECTED.labels(self._name, "queue full").inc()
-                raise Overloaded(f"at capacity: {self._active} calls running and {len(self._tickets)} waiting",
+                raise Overloaded(f"at capacity: {self._active} calls running and {len(self._waiters)} waiting",
                                  self.retry_after_s())
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            self._tickets.append(ticket)
-            WAITING.labels(self._name).set(len(self._tickets))
-            deadline = time.monotonic() + wait_s
-            try:
-                while not (self._tickets[0] == ticket and self._active < self.max_active):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        REJECTED.labels(self._name, "waited too long").inc()
-                        raise Overloaded(f"at capacity: waited {wait_s:.1f} s behind {self._active} running calls",
-                                         self.retry_after_s())
-                    self._condition.wait(remaining)
-            finally:
-                self._tickets.remove(ticket)
-                WAITING.labels(self._name).set(len(self._tickets))
-                self._condition.notify_all()
-            self._active += 1
-            ACTIVE.labels(self._name).set(self._active)
-            return time.monotonic()
+            waiter = _Waiter()
+            self._waiters.append(waiter)
+            WAITING.labels(self._name).set(len(self._waiters))
+        waiter.event.wait(max(0.0, wait_s))
+        with self._lock:
+            # A slot handed over between the timeout and this lock is still taken.
+            if waiter.granted:
+                return time.monotonic()
+            self._waiters.remove(waiter)
+            WAITING.labels(self._name).set(len(self._waiters))
+            REJECTED.labels(self._name, "waited too long").inc()
+            raise Overloaded(f"at capacity: waited {wait_s:.1f} s behind {self._active} running calls",
+                             self.retry_after_s())
 
     def release(self, admitted_at: float) -> None:
-        with self._condition:
+        with self._lock:
+            self._service_s = 0.9 * self._service_s + 0.1 * (time.monotonic() - admitted_at)
+            if self._waiters:  # the slot passes to the oldest waiter; the active count stays
+                waiter = self._waiters.popleft()
+                WAITING.labels(self._name).set(len(self._waiters))
+                waiter.granted = True
+                waiter.event.set()
+                return
             self._active -= 1
             ACTIVE.labels(self._name).set(self._active)
-            self._service_s = 0.9 * self._service_s + 0.1 * (time.monotonic() - admitted_at)
-            self._condition.notify_all()
 
 
 def overload_status(message: str, retry_after_s: float) -> tuple[tuple[str, bytes | str], ...]:

@@ -8,7 +8,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from dfp.admission import PUSHBACK_KEY, AdmissionInterceptor, AdmissionQueue, retry_delay_s
+from dfp.admission import PUSHBACK_KEY, AdmissionInterceptor, AdmissionQueue, Overloaded, retry_delay_s
 from dfp.client import _call
 
 METHOD = "/test.Slow/Call"
@@ -108,3 +108,41 @@ def test_errors_other_than_a_refusal_carry_no_retry_hint(slow_server):
         method(b"not a number", timeout=10)
     assert error.value.code() == grpc.StatusCode.UNKNOWN
     assert retry_delay_s(error.value) is None
+
+
+def test_queued_calls_take_freed_slots_oldest_first_and_never_exceed_the_bound():
+    queue = AdmissionQueue(max_active=2, max_queued=8, max_wait_s=10.0, name="test")
+    held = [queue.acquire(1.0), queue.acquire(1.0)]
+    admitted, started = [], []
+
+    def wait(number):
+        admitted_at = queue.acquire(10.0)
+        admitted.append(number)
+        queue.release(admitted_at)
+
+    for number in range(6):
+        thread = threading.Thread(target=wait, args=(number,))
+        thread.start()
+        started.append(thread)
+        while len(queue._waiters) < number + 1:  # each waiter queued before the next one starts
+            time.sleep(0.001)
+    assert admitted == [] and queue._active == 2
+    queue.release(held.pop())
+    for thread in started:
+        thread.join(5.0)
+    assert admitted == list(range(6))
+    assert queue._active == 1 and not queue._waiters
+    queue.release(held.pop())
+    assert queue._active == 0
+
+
+def test_a_waiter_that_times_out_leaves_the_queue_and_its_slot_goes_to_the_next():
+    queue = AdmissionQueue(max_active=1, max_queued=4, max_wait_s=10.0, name="test")
+    holder = queue.acquire(1.0)
+    with pytest.raises(Overloaded):
+        queue.acquire(0.05)
+    assert not queue._waiters
+    queue.release(holder)
+    assert queue._active == 0
+    queue.release(queue.acquire(0.05))
+    assert queue._active == 0

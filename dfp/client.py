@@ -358,6 +358,7 @@ class Client:
         seamless_clone: bool = False,
         no_visible_mark: bool = False,
         model_resolution: bool = False,
+        no_skin_mask: bool = False,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> operations_pb2.Operation:
@@ -368,7 +369,7 @@ class Client:
         request = creation_pb2.SwapFaceRequest(
             target_media=target_media, model=spec, to_identity=to_identity, no_color_transfer=no_color_transfer,
             seamless_clone=seamless_clone, no_visible_mark=no_visible_mark, model_resolution=model_resolution,
-            request_id=request_id or str(uuid.uuid4()),
+            no_skin_mask=no_skin_mask, request_id=request_id or str(uuid.uuid4()),
         )
         return _call(self._creation.SwapFace, request, timeout=self._timeout(timeout_s))
 

@@ -188,7 +188,8 @@ def swap_face_job(creator: CreatorClient, media: MediaStore, registry: ModelRegi
                                           seamless=request.seamless_clone, batch_size=batch_size,
                                           visible_mark=not request.no_visible_mark,
                                           full_resolution=not request.model_resolution,
-                                          smooth_alignment=not request.model_resolution)
+                                          smooth_alignment=not request.model_resolution,
+                                          skin_mask=not request.no_skin_mask)
         restore = None if request.model_resolution else restorer()
         generator = f"faceswap:{name}:v{version}"
         with tempfile.TemporaryDirectory(prefix="dfp-swap-") as workdir:

@@ -199,12 +199,14 @@ def animate(client, source, driving, out, mode, model, no_face_crop, return_crop
 @click.option("--no-visible-mark", is_flag=True, help="Leave out the visible label (the watermark and tags stay).")
 @click.option("--model-resolution", is_flag=True,
               help="Merge at the model's resolution (faster, softer) instead of the face's own, restored.")
+@click.option("--no-skin-mask", is_flag=True,
+              help="Blend the decoder's whole oval (hair and background included), not only the target's skin.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Download the result video here (default: leave it stored and print its name).")
 @click.option("--detach", is_flag=True, help="Print the job name and return without waiting.")
 @gateway_options
 def faceswap(client, target, model, version, to_identity, no_color_transfer, seamless, no_visible_mark,
-             model_resolution, out, detach, as_json, quiet):
+             model_resolution, no_skin_mask, out, detach, as_json, quiet):
     """Swap the face in every frame of a video with a trained face swap model, on the platform.
 
     TARGET is a local video (uploaded first) or a stored media name. The result keeps the target's
@@ -219,7 +221,8 @@ def faceswap(client, target, model, version, to_identity, no_color_transfer, sea
 
     operation = client.swap_face(_media_name(client, target, quiet), model, version=version, to_identity=to_identity,
                                  no_color_transfer=no_color_transfer, seamless_clone=seamless,
-                                 no_visible_mark=no_visible_mark, model_resolution=model_resolution)
+                                 no_visible_mark=no_visible_mark, model_resolution=model_resolution,
+                                 no_skin_mask=no_skin_mask)
     result = _follow_creation(client, operation, creation_pb2.SwapFaceResponse, out, detach, as_json, quiet)
     if result is not None:
         click.echo(f"{result.result_media}: {result.swapped_frames} of {result.frames} frames swapped "

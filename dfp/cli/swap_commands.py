@@ -142,10 +142,12 @@ def train_command(faceset_a, faceset_b, out, steps, resolution, archi, batch_siz
               help="Merge at the model's resolution (the face pasted scaled up, unrestored), not the face's own.")
 @click.option("--no-restore", is_flag=True, help="Full resolution without the face restorer (decoded faces only upscaled).")
 @click.option("--no-smoothing", is_flag=True, help="Align every frame by its own landmarks, unsmoothed.")
+@click.option("--no-skin-mask", is_flag=True,
+              help="Blend the decoder's whole oval (hair and background included), not only the target's skin.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def merge_command(run_dir, target, out, to_identity, no_color_transfer, seamless, model_resolution, no_restore,
-                  no_smoothing, device, as_json):
+                  no_smoothing, no_skin_mask, device, as_json):
     """Swap the face in every frame of a video, keeping its audio; labelled as synthetic.
 
     \b
@@ -162,7 +164,7 @@ def merge_command(run_dir, target, out, to_identity, no_color_transfer, seamless
     coverage = settings.get("coverage", 1.6)
     options = swap_media.MergeOptions(to_identity=to_identity, coverage=coverage, color_transfer=not no_color_transfer,
                                       seamless=seamless, full_resolution=not model_resolution,
-                                      smooth_alignment=not no_smoothing)
+                                      smooth_alignment=not no_smoothing, skin_mask=not no_skin_mask)
     restore = None if model_resolution or no_restore else default_model.load_face_restorer(device)
     bar = Progress(0, "frame", "swapping")
     try:

@@ -130,7 +130,13 @@ def format_measure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-SWAP_PATHS = ("full_resolution", "model_resolution")
+# Each merge the swap evaluation runs, by name: the default; the same with the decoder's whole oval
+# mask, as the merge blended before the skin mask; and the merge at the model's resolution.
+SWAP_PATHS = {
+    "full_resolution": {"full_resolution": True, "smooth_alignment": True, "skin_mask": True},
+    "full_resolution_oval_mask": {"full_resolution": True, "smooth_alignment": True, "skin_mask": False},
+    "model_resolution": {"full_resolution": False, "smooth_alignment": False, "skin_mask": False},
+}
 # The scratch copy of a target clip is encoded near-losslessly, so that the measures compare the
 # swap with the frames it was made from, not with a second generation of compression.
 SCRATCH_CRF = 10
@@ -175,12 +181,14 @@ def evaluate_swap(
     restore: full_resolution.Restore | None,
     max_frames: int = 0,
     batch_size: int = 8,
-    paths: tuple[str, ...] = SWAP_PATHS,
+    paths: tuple[str, ...] = tuple(SWAP_PATHS),
     sheet: pathlib.Path | None = None,
 ) -> dict:
-    """Swap the faces of each target clip along each path (``full_resolution``: merged at the face's
-    own size, restored, alignment smoothed; ``model_resolution``: merged at the model's size, as the
-    platform did before) and measure each against the frames it was made from."""
+    """Swap the faces of each target clip along each path of ``SWAP_PATHS`` (``full_resolution``:
+    merged at the face's own size, restored, alignment smoothed, blended within the target's skin;
+    ``full_resolution_oval_mask``: the same with the decoder's whole oval; ``model_resolution``:
+    merged at the model's size, as the platform did before) and measure each against the frames it
+    was made from."""
     detector = faces_lib.FaceDetector()
     results: list[PairResult] = []
     sheet_rows: list[tuple[str, list[np.ndarray]]] = []
@@ -198,9 +206,10 @@ def evaluate_swap(
                                [_sheet_crop(frames[i], box) for i in picks]))
             for path in paths:
                 out = pathlib.Path(scratch) / f"{target.clip.stem}-{path}.mp4"
-                full = path == "full_resolution"
+                merge = SWAP_PATHS[path]
+                full = merge["full_resolution"]
                 options = swap_media.MergeOptions(to_identity=target.to_identity, coverage=coverage,
-                                                  batch_size=batch_size, full_resolution=full, smooth_alignment=full)
+                                                  batch_size=batch_size, **merge)
                 swap_media.swap_video(swapper, target_path, out, options, detector=detector,
                                       restore=restore if full else None)
                 made_frames = _frames(out, 0)

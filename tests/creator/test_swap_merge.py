@@ -56,14 +56,14 @@ def test_the_restored_face_is_what_lands_in_the_frame_at_full_resolution(swap_ru
     assert reddish.mean() > 0.02
 
 
-def test_swap_evaluate_measures_both_merges_on_held_out_frames_and_writes_a_sheet(swap_run, shared, tmp_path):
+def test_swap_evaluate_measures_every_merge_on_held_out_frames_and_writes_a_sheet(swap_run, shared, tmp_path):
     sheet = tmp_path / "sheet.jpg"
     result = CliRunner().invoke(cli, ["swap", "evaluate", "--run", str(swap_run), "--data",
                                       str(shared / "video" / "driving"), "--max-frames", "4", "--sheet", str(sheet),
                                       "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
-    assert set(report["summary"]) == {"full_resolution", "model_resolution"}
+    assert set(report["summary"]) == {"full_resolution", "full_resolution_oval_mask", "model_resolution"}
     targets = {(pair["target"], pair["to_identity"]) for pair in report["pairs"]}
     assert targets == {("d18.mp4", "b"), ("d19.mp4", "a")}
     for pair in report["pairs"]:

@@ -1,6 +1,7 @@
 """Merge a face swap into a video: per frame, find the face, align it as the face sets were, run it
 through the shared encoder and the other identity's decoder, match its colours to the original face,
-and blend it back with the predicted mask (eroded and blurred so the seam falls inside the face).
+and blend it back with the predicted mask, cut to the target's own skin (hair and background stay
+the original's) and eroded and blurred so the seam falls inside the face.
 Frames without a face are written unchanged; the target's audio is kept; output is labelled.
 
 By default the merge works at the face's own resolution in the frame (up to 512 px): the face is
@@ -23,6 +24,7 @@ from PIL import Image, ImageFilter
 from dfp import alignment, media, provenance
 from dfp import faces as faces_lib
 from services.creator.archs.autoencoder_arch import FaceSwapAutoencoder
+from services.creator.pipelines import face_mask
 from services.creator.pipelines.full_resolution import Restore, working_side
 
 MIN_CONFIDENCE = 0.9
@@ -46,6 +48,9 @@ class MergeOptions:
     # restorer is given); False merges at the model's resolution.
     full_resolution: bool = True
     smooth_alignment: bool = True
+    # Cut the decoder's oval mask to the target face's own skin (see face_mask), so hair, ears and
+    # background stay the original's; False blends the whole oval.
+    skin_mask: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,7 +215,10 @@ def swap_video(swapper: FaceSwapper, target_path, out_path, options: MergeOption
                 if i in aligned:
                     slot = list(aligned).index(i)
                     aligned_face = aligned[i].image
-                    mask = soften(masks[slot], options.mask_erode, options.mask_blur)
+                    mask = masks[slot]
+                    if options.skin_mask:
+                        mask = face_mask.blend_mask(mask, aligned_face, options.coverage)
+                    mask = soften(mask, options.mask_erode, options.mask_blur)
                     swapped_face = swapped[slot]
                     if options.color_transfer:
                         swapped_face = color_transfer(swapped_face, aligned_face, mask)

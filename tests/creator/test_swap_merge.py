@@ -6,7 +6,7 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from dfp import alignment
+from dfp import alignment, media
 from dfp.cli.main import cli
 from services.creator.pipelines import swap_media
 from services.creator.swap_model import load_run
@@ -72,3 +72,26 @@ def test_swap_evaluate_measures_every_merge_on_held_out_frames_and_writes_a_shee
     assert sheet.stat().st_size > 0
     kept = json.loads((swap_run / "realism.json").read_text())
     assert kept["steps"] == 2 and kept["summary"] == report["summary"]
+
+
+def test_the_skin_mask_leaves_more_of_the_target_frame_untouched_than_the_whole_oval(swap_run, shared, tmp_path):
+    model, settings = load_run(swap_run)
+    target = tmp_path / "target.mp4"
+    writer = media.VideoWriter(target, 25.0)
+    for index, frame in enumerate(media.iter_video_frames(shared / "video" / "driving" / "d18.mp4")):
+        if index == 4:
+            break
+        writer.write(frame)
+    writer.close()
+
+    def replaced_share(skin_mask):
+        merged = []
+        options = swap_media.MergeOptions(coverage=settings["coverage"], color_transfer=False, batch_size=4,
+                                          skin_mask=skin_mask, visible_mark=False)
+        swap_media.swap_video(swap_media.FaceSwapper(model), target, tmp_path / f"out-{skin_mask}.mp4", options,
+                              restore=lambda faces: np.full_like(faces, (255, 0, 0)),
+                              on_frame=lambda original, aligned, swapped, frame: merged.append(frame))
+        return np.mean([((frame[..., 0].astype(int) - frame[..., 2]) > 150).mean() for frame in merged])
+
+    within_skin, whole_oval = replaced_share(True), replaced_share(False)
+    assert 0.01 < within_skin < 0.8 * whole_oval

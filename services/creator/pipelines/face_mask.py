@@ -81,9 +81,8 @@ def target_face(face: np.ndarray, coverage: float) -> np.ndarray:
     radius = max(1, side // 96)
     structure = ndimage.generate_binary_structure(2, 1)
     region = ndimage.binary_opening(skin(face, coverage), structure, iterations=radius)
-    labels, count = ndimage.label(region | core)
-    touching = np.unique(labels[core])
-    region = np.isin(labels, touching[touching > 0]) if count else core
+    labels, _ = ndimage.label(region | core)
+    region = np.isin(labels, np.unique(labels[core]))
     region = ndimage.binary_closing(region, structure, iterations=2 * radius, border_value=0)
     return ndimage.binary_fill_holes(region) | core
 
